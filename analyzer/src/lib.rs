@@ -1,0 +1,28 @@
+//! zonewatch-analyzer: from flows and a zone policy to findings.
+//!
+//! An [`Analyzer`] holds a [`zonewatch_zones::Policy`]; each
+//! [`zonewatch_collector::FlowRecord`] it [observes](Analyzer::observe) is
+//! evaluated to a [`zonewatch_zones::Verdict`], turned into at most one path
+//! finding kind (DESIGN.md's table order) plus `undeclared-address` findings
+//! per address, and aggregated. [`Analyzer::finish`] returns a [`Report`]:
+//! the [`Finding`]s, most severe first, and the suppressed ones apart.
+//! [`render`] prints a report as a table, JSON, JSON Lines or Markdown.
+//!
+//! ```
+//! use zonewatch_analyzer::{Analyzer, AnalyzerConfig};
+//! use zonewatch_zones::Policy;
+//!
+//! let policy = Policy::parse("[[zone]]\nname = \"db\"\ncidrs = [\"10.2.0.0/16\"]\ntrust = \"high\"\n", "zones.toml").unwrap();
+//! let analyzer = Analyzer::new(&policy, AnalyzerConfig::default());
+//! let report = analyzer.finish();
+//! assert!(report.findings.is_empty());
+//! ```
+#![deny(missing_docs)]
+
+mod analyze;
+mod finding;
+pub mod render;
+
+pub use analyze::{Analyzer, AnalyzerConfig, AnalyzerStats, Report, path_query, service_name};
+pub use finding::{Confidence, Finding, FindingKind, SuppressionNote};
+pub use zonewatch_zones::Severity;

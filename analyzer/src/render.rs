@@ -1,0 +1,213 @@
+//! Output formats: findings as a table, JSON, JSON Lines or Markdown; flows
+//! as JSON Lines, CSV or a table. Writers return I/O errors so the caller can
+//! stop quietly on a closed pipe.
+
+use std::io::{self, Write};
+
+use zonewatch_collector::FlowRecord;
+
+use crate::finding::Finding;
+
+fn initiators_text(f: &Finding) -> String {
+    let mut s = f.initiators.iter().take(3).map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    if f.initiator_count > 3 {
+        s.push_str(&format!(" +{}", f.initiator_count - 3));
+    }
+    s
+}
+
+fn target_text(f: &Finding) -> String {
+    match f.dst {
+        Some(d) => d.to_string(),
+        None => format!("{} hosts", f.hosts),
+    }
+}
+
+fn service_text(f: &Finding) -> String {
+    match &f.service {
+        Some(s) => s.clone(),
+        None if f.kind == crate::FindingKind::UndeclaredAddress => "-".to_string(),
+        None => format!("{} services", f.ports),
+    }
+}
+
+fn row(f: &Finding) -> [String; 9] {
+    [
+        f.severity.to_string(),
+        f.kind.to_string(),
+        format!("{} -> {}", f.src_zone, f.dst_zone),
+        target_text(f),
+        service_text(f),
+        initiators_text(f),
+        f.flows.to_string(),
+        format!("{}/{}", f.answered, f.flows),
+        f.rule.clone(),
+    ]
+}
+
+const HEADER: [&str; 9] = ["SEVERITY", "KIND", "ZONES", "DST", "SERVICE", "INITIATORS", "FLOWS", "ANSWERED", "RULE"];
+
+/// Writes findings as an aligned plain-text table.
+pub fn findings_table(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
+    if findings.is_empty() {
+        return writeln!(w, "no findings");
+    }
+    let rows: Vec<[String; 9]> = findings.iter().map(row).collect();
+    let mut widths = HEADER.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |w: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<width$}  ", width = widths[i]));
+            }
+        }
+        writeln!(w, "{}", out.trim_end())
+    };
+    line(w, &HEADER)?;
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        line(w, &cells)?;
+    }
+    Ok(())
+}
+
+/// Writes findings as Markdown: a table, then each finding's evidence.
+pub fn findings_markdown(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
+    writeln!(w, "| {} |", HEADER.join(" | "))?;
+    writeln!(w, "|{}", "---|".repeat(HEADER.len()))?;
+    for f in findings {
+        let cells: Vec<String> = row(f).iter().map(|c| c.replace('|', "\\|")).collect();
+        writeln!(w, "| {} |", cells.join(" | "))?;
+    }
+    for f in findings {
+        writeln!(w)?;
+        writeln!(w, "### {} `{}` ({})", f.kind, f.id, f.severity)?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "{} -> {}, {} flow(s), {} packet(s), {} byte(s), {} answered, confidence {:?}, {} .. {}",
+            f.src_zone, f.dst_zone, f.flows, f.packets, f.bytes, f.answered, f.confidence, f.first, f.last
+        )?;
+        writeln!(w, "Decided by: {}", f.rule)?;
+        if let Some(s) = &f.suppressed {
+            writeln!(w, "Suppressed: {} (owner {}, {})", s.reason, s.owner, s.rule)?;
+        }
+        if let Some(s) = &f.expired_suppression {
+            writeln!(w, "Expired suppression (no longer applies): {} (owner {}, until {})", s.reason, s.owner, s.until.as_deref().unwrap_or("-"))?;
+        }
+        writeln!(w)?;
+        for e in &f.evidence {
+            writeln!(
+                w,
+                "- {} {} {}:{} -> {}:{} {} pkts/{} B, back {} pkts/{} B, {} ({})",
+                e.first, e.proto, e.src, e.sport, e.dst, e.dport, e.packets, e.bytes, e.rpackets, e.rbytes, e.state.as_str(), e.community_id
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes findings as one JSON array.
+pub fn findings_json(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, findings).map_err(io::Error::other)?;
+    writeln!(w)
+}
+
+/// Writes one finding per line.
+pub fn findings_jsonl(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
+    for f in findings {
+        serde_json::to_writer(&mut *w, f).map_err(io::Error::other)?;
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
+/// Writes one flow as a JSON line.
+pub fn flow_jsonl(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, f).map_err(io::Error::other)?;
+    w.write_all(b"\n")
+}
+
+/// The CSV header matching [`flow_csv`].
+pub const FLOW_CSV_HEADER: &str = "first,last,proto,src,sport,dst,dport,packets,bytes,rpackets,rbytes,answered,state,tcp_flags,rtcp_flags,oriented_by,vlan,source,sampling,community_id";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes one flow as a CSV row.
+pub fn flow_csv(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
+    let answered = match f.answered {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "",
+    };
+    let vlan = f.vlan.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(";");
+    writeln!(
+        w,
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        f.first,
+        f.last,
+        f.proto,
+        f.src,
+        f.sport,
+        f.dst,
+        f.dport,
+        f.packets,
+        f.bytes,
+        f.rpackets,
+        f.rbytes,
+        answered,
+        f.state.as_str(),
+        f.tcp_flags,
+        f.rtcp_flags,
+        f.oriented_by.as_str(),
+        vlan,
+        csv_field(&f.source),
+        f.sampling,
+        f.community_id
+    )
+}
+
+/// The header line matching [`flow_table_row`].
+pub fn flow_table_header(w: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<27} {:<6} {:>41} {:>41} {:>8} {:>10} {:>8} {:>10} {:<11} {:<8}",
+        "FIRST", "PROTO", "SRC", "DST", "PKTS", "BYTES", "RPKTS", "RBYTES", "STATE", "FLAGS"
+    )
+}
+
+/// Writes one flow as a fixed-width table row.
+pub fn flow_table_row(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
+    let ep = |a: std::net::IpAddr, p: u16| match a {
+        std::net::IpAddr::V6(_) => format!("[{a}]:{p}"),
+        _ => format!("{a}:{p}"),
+    };
+    writeln!(
+        w,
+        "{:<27} {:<6} {:>41} {:>41} {:>8} {:>10} {:>8} {:>10} {:<11} {}/{}",
+        f.first.to_string(),
+        f.proto.to_string(),
+        ep(f.src, f.sport),
+        ep(f.dst, f.dport),
+        f.packets,
+        f.bytes,
+        f.rpackets,
+        f.rbytes,
+        f.state.as_str(),
+        f.tcp_flags,
+        f.rtcp_flags
+    )
+}

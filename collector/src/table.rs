@@ -1,0 +1,903 @@
+//! The flow table: packets in, oriented biflows ([`FlowRecord`]) out.
+//!
+//! [`FlowTable::ingest`] takes one decoded packet and the capture time; flows
+//! that end (FIN/RST grace, idle or active timeout, eviction under pressure)
+//! are pushed to the caller's output vector. Time only moves forward through
+//! packet timestamps: the table never reads the clock.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::community_id::community_id;
+use crate::packet::{Fragment, PacketInfo, Vlans, ip_proto, tcp_flags};
+use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
+use crate::services::is_service_port;
+use crate::time::Timestamp;
+
+/// Flow expiry and memory limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Idle timeout of an established TCP flow.
+    pub tcp_idle_secs: u64,
+    /// Idle timeout of a TCP flow that has not been answered (half-open).
+    pub tcp_half_open_secs: u64,
+    /// How long a TCP flow closed by FIN (both ways) or RST lingers for its last packets.
+    pub tcp_closed_grace_secs: u64,
+    /// Idle timeout of a UDP flow.
+    pub udp_idle_secs: u64,
+    /// Idle timeout of an ICMP/ICMPv6 flow.
+    pub icmp_idle_secs: u64,
+    /// Idle timeout of any other protocol.
+    pub other_idle_secs: u64,
+    /// A flow longer than this is reported and continued as a new record.
+    pub active_secs: u64,
+    /// At most this many live flows; beyond it flows are evicted (half-open first).
+    pub max_flows: usize,
+    /// How often (in capture time) the table is swept for idle flows.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            tcp_idle_secs: 300,
+            tcp_half_open_secs: 30,
+            tcp_closed_grace_secs: 5,
+            udp_idle_secs: 60,
+            icmp_idle_secs: 30,
+            other_idle_secs: 60,
+            active_secs: 1800,
+            max_flows: 2_000_000,
+            sweep_interval_secs: 5,
+        }
+    }
+}
+
+/// Identifies one input among those feeding a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceId(u16);
+
+/// Counters of the table's own work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Flows created.
+    pub flows: u64,
+    /// Most flows live at once.
+    pub peak_live: usize,
+    /// Flows ended early because the table was full.
+    pub evicted: u64,
+    /// Later IP fragments whose first fragment was not seen (counted as port-less flows).
+    pub orphan_fragments: u64,
+    /// Flows cut by the active timeout (each cut makes one more record).
+    pub active_splits: u64,
+}
+
+/// The key of a biflow: endpoints in canonical (sorted) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    lo: [u8; 16],
+    hi: [u8; 16],
+    lo_port: u16,
+    hi_port: u16,
+    proto: u8,
+    v6: bool,
+    vlan: u16,
+    source: u16,
+}
+
+// Status bits of a flow.
+const SYN_FWD: u16 = 1 << 0; // initiator sent a SYN without ACK
+const SYNACK_BACK: u16 = 1 << 1;
+const PAYLOAD_BACK: u16 = 1 << 2;
+const RST_BACK: u16 = 1 << 3;
+const ACK_BACK: u16 = 1 << 4; // a plain segment back (mid-stream flows)
+const FIN_FWD: u16 = 1 << 5;
+const FIN_BACK: u16 = 1 << 6;
+const RST_ANY: u16 = 1 << 7;
+const MID_STREAM: u16 = 1 << 8; // first packet was no SYN
+const ICMP_REJECTED: u16 = 1 << 9;
+
+#[derive(Debug, Clone)]
+struct Flow {
+    id: u64,
+    first: Timestamp,
+    last: Timestamp,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    flags: [u8; 2],
+    status: u16,
+    /// ICMP: type*256+code of the initiator's message.
+    icmp_dport: u16,
+    init_lo: bool,
+    oriented_by: OrientedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FragKey {
+    src: [u8; 16],
+    dst: [u8; 16],
+    ident: u32,
+    proto: u8,
+    source: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FragEntry {
+    key: FlowKey,
+    src_is_lo: bool,
+    last: Timestamp,
+}
+
+const MAX_FRAGMENT_ENTRIES: usize = 65_536;
+const FRAGMENT_TIMEOUT_SECS: u64 = 30;
+
+/// What [`FlowTable::ingest`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// The id of the flow the packet was counted into (see [`FlowRecord::id`]).
+    pub flow_id: u64,
+    /// Whether this packet started the flow.
+    pub new: bool,
+    /// Whether the packet travelled initiator → responder.
+    pub forward: bool,
+}
+
+/// The biflow table.
+pub struct FlowTable {
+    config: TableConfig,
+    flows: HashMap<FlowKey, Flow>,
+    fragments: HashMap<FragKey, FragEntry>,
+    sources: Vec<Arc<str>>,
+    vlans: Vec<Vlans>,
+    vlan_index: HashMap<Vlans, u16>,
+    next_id: u64,
+    now: Timestamp,
+    next_sweep: Timestamp,
+    stats: TableStats,
+}
+
+fn addr_bytes(a: IpAddr) -> ([u8; 16], bool) {
+    match a.to_canonical() {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (b, false)
+        }
+        IpAddr::V6(v6) => (v6.octets(), true),
+    }
+}
+
+fn bytes_addr(b: &[u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::from(*b)
+    } else {
+        IpAddr::from([b[0], b[1], b[2], b[3]])
+    }
+}
+
+/// ICMP request types and the reply each one gets (v4 and v6).
+fn icmp_request_of_reply(v6: bool, t: u8) -> Option<u8> {
+    let pairs: &[(u8, u8)] = if v6 {
+        &[(128, 129), (133, 134), (130, 131), (139, 140), (144, 145)]
+    } else {
+        &[(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)]
+    };
+    pairs.iter().find(|p| p.1 == t).map(|p| p.0)
+}
+
+fn is_icmp_echo(v6: bool, t: u8) -> bool {
+    if v6 {
+        t == 128 || t == 129
+    } else {
+        t == 8 || t == 0
+    }
+}
+
+fn is_icmp_request(v6: bool, t: u8) -> bool {
+    if v6 {
+        matches!(t, 128 | 133 | 130 | 139 | 144)
+    } else {
+        matches!(t, 8 | 13 | 15 | 17 | 10)
+    }
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new(config: TableConfig) -> FlowTable {
+        let mut vlan_index = HashMap::new();
+        vlan_index.insert(Vlans::default(), 0);
+        FlowTable {
+            config,
+            flows: HashMap::new(),
+            fragments: HashMap::new(),
+            sources: Vec::new(),
+            vlans: vec![Vlans::default()],
+            vlan_index,
+            next_id: 1,
+            now: Timestamp(i64::MIN),
+            next_sweep: Timestamp(i64::MIN),
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Registers an input; its name becomes the flows' `source`.
+    pub fn add_source(&mut self, name: &str) -> SourceId {
+        if let Some(i) = self.sources.iter().position(|s| &**s == name) {
+            return SourceId(u16::try_from(i).unwrap_or(u16::MAX));
+        }
+        self.sources.push(Arc::from(name));
+        SourceId(u16::try_from(self.sources.len() - 1).unwrap_or(u16::MAX))
+    }
+
+    /// Live flows now.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether no flow is live.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The table's counters.
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    fn vlan_id(&mut self, v: Vlans) -> u16 {
+        if v.as_slice().is_empty() {
+            return 0;
+        }
+        if let Some(&i) = self.vlan_index.get(&v) {
+            return i;
+        }
+        let i = u16::try_from(self.vlans.len()).unwrap_or(u16::MAX);
+        if i < u16::MAX {
+            self.vlans.push(v);
+            self.vlan_index.insert(v, i);
+        }
+        i
+    }
+
+    fn idle_timeout(&self, key: &FlowKey, flow: &Flow) -> u64 {
+        match key.proto {
+            ip_proto::TCP => {
+                if flow.status & (RST_ANY) != 0 || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK {
+                    self.config.tcp_closed_grace_secs
+                } else if flow.status & (SYNACK_BACK | PAYLOAD_BACK | ACK_BACK) == 0 && flow.packets[1] == 0 {
+                    self.config.tcp_half_open_secs
+                } else {
+                    self.config.tcp_idle_secs
+                }
+            }
+            ip_proto::UDP => self.config.udp_idle_secs,
+            ip_proto::ICMP | ip_proto::ICMPV6 => self.config.icmp_idle_secs,
+            _ => self.config.other_idle_secs,
+        }
+    }
+
+    fn expired(&self, key: &FlowKey, flow: &Flow, now: Timestamp) -> bool {
+        flow.last.plus_secs(self.idle_timeout(key, flow)) < now
+    }
+
+    /// Counts one packet. Ended flows are appended to `out`.
+    pub fn ingest(
+        &mut self,
+        source: SourceId,
+        ts: Timestamp,
+        pkt: &PacketInfo,
+        out: &mut Vec<FlowRecord>,
+    ) -> Ingested {
+        if ts > self.now {
+            self.now = ts;
+            if ts >= self.next_sweep {
+                if self.next_sweep != Timestamp(i64::MIN) {
+                    self.sweep(out);
+                }
+                self.next_sweep = ts.plus_secs(self.config.sweep_interval_secs);
+            }
+        }
+        let (src, v6) = addr_bytes(pkt.src);
+        let (dst, _) = addr_bytes(pkt.dst);
+        let vlan = self.vlan_id(pkt.vlan);
+        let is_icmp = pkt.proto == ip_proto::ICMP || pkt.proto == ip_proto::ICMPV6;
+        let icmp_v6 = pkt.proto == ip_proto::ICMPV6;
+
+        // Ports used in the key.
+        let (sport, dport) = if is_icmp {
+            match pkt.icmp {
+                Some(i) if is_icmp_echo(icmp_v6, i.icmp_type) => {
+                    let id = i.echo_id.unwrap_or(0);
+                    (id, id)
+                }
+                Some(i) => {
+                    let t = u16::from(icmp_request_of_reply(icmp_v6, i.icmp_type).unwrap_or(i.icmp_type));
+                    let tc = t << 8 | u16::from(i.code);
+                    (tc, tc)
+                }
+                None => (0, 0),
+            }
+        } else {
+            (pkt.sport, pkt.dport)
+        };
+
+        // Later fragments are counted into the flow of their first fragment.
+        let mut frag_side: Option<(FlowKey, bool)> = None;
+        match pkt.fragment {
+            Fragment::Later { ident } => {
+                let fk = FragKey { src, dst, ident, proto: pkt.proto, source: source.0 };
+                if let Some(e) = self.fragments.get_mut(&fk) {
+                    e.last = ts;
+                    frag_side = Some((e.key, e.src_is_lo));
+                } else {
+                    self.stats.orphan_fragments += 1;
+                }
+            }
+            Fragment::First { .. } | Fragment::None => {}
+        }
+
+        let (key, src_is_lo) = match frag_side {
+            Some(k) => k,
+            None => {
+                let src_is_lo = (src, sport) <= (dst, dport);
+                let key = if src_is_lo {
+                    FlowKey { lo: src, hi: dst, lo_port: sport, hi_port: dport, proto: pkt.proto, v6, vlan, source: source.0 }
+                } else {
+                    FlowKey { lo: dst, hi: src, lo_port: dport, hi_port: sport, proto: pkt.proto, v6, vlan, source: source.0 }
+                };
+                (key, src_is_lo)
+            }
+        };
+        if let Fragment::First { ident } = pkt.fragment {
+            if self.fragments.len() >= MAX_FRAGMENT_ENTRIES {
+                self.fragments.clear();
+            }
+            let fk = FragKey { src, dst, ident, proto: pkt.proto, source: source.0 };
+            self.fragments.insert(fk, FragEntry { key, src_is_lo, last: ts });
+        }
+
+        let syn = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN != 0;
+        let ack = pkt.tcp_flags & tcp_flags::ACK != 0;
+
+        // An existing flow that timed out, or a closed TCP flow seeing a new SYN, ends first.
+        if let Some(flow) = self.flows.get(&key) {
+            let closed = flow.status & RST_ANY != 0
+                || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK;
+            let restart = self.expired(&key, flow, ts) || (syn && !ack && closed);
+            if restart && let Some(flow) = self.flows.remove(&key) {
+                out.push(self.record(&key, &flow));
+            }
+        }
+
+        let mut new = false;
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.config.max_flows {
+                self.evict(out);
+            }
+            let flow = self.start_flow(&key, src_is_lo, sport, dport, pkt, ts);
+            self.flows.insert(key, flow);
+            new = true;
+            self.stats.flows += 1;
+            self.stats.peak_live = self.stats.peak_live.max(self.flows.len());
+        }
+
+        let active = self.config.active_secs;
+        let mut split = None;
+        let Some(flow) = self.flows.get_mut(&key) else {
+            // Unreachable: inserted above.
+            return Ingested { flow_id: 0, new, forward: true };
+        };
+        if flow.first.plus_secs(active) <= ts && !new {
+            split = Some(flow.clone());
+            flow.first = ts;
+            flow.packets = [0, 0];
+            flow.bytes = [0, 0];
+            flow.flags = [0, 0];
+            flow.status &= MID_STREAM | SYN_FWD | SYNACK_BACK;
+        }
+        let dir = usize::from(src_is_lo != flow.init_lo);
+        flow.packets[dir] += 1;
+        flow.bytes[dir] += u64::from(pkt.ip_len);
+        flow.flags[dir] |= pkt.tcp_flags;
+        if ts > flow.last {
+            flow.last = ts;
+        }
+        if ts < flow.first {
+            flow.first = ts;
+        }
+        if pkt.proto == ip_proto::TCP && !matches!(pkt.fragment, Fragment::Later { .. }) {
+            let f = pkt.tcp_flags;
+            if dir == 0 {
+                if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0 {
+                    flow.status |= SYN_FWD;
+                }
+                if f & tcp_flags::FIN != 0 {
+                    flow.status |= FIN_FWD;
+                }
+            } else {
+                if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK != 0 {
+                    flow.status |= SYNACK_BACK;
+                }
+                if f & tcp_flags::RST != 0 {
+                    flow.status |= RST_BACK;
+                } else if f & tcp_flags::SYN == 0 && f != 0 {
+                    flow.status |= ACK_BACK;
+                }
+                if pkt.payload_len > 0 && f & tcp_flags::RST == 0 {
+                    flow.status |= PAYLOAD_BACK;
+                }
+                if f & tcp_flags::FIN != 0 {
+                    flow.status |= FIN_BACK;
+                }
+            }
+            if f & tcp_flags::RST != 0 {
+                flow.status |= RST_ANY;
+            }
+        }
+        let flow_id = flow.id;
+        if let Some(old) = split {
+            self.stats.active_splits += 1;
+            let mut rec = self.record(&key, &old);
+            rec.last = rec.last.min(ts);
+            out.push(rec);
+        }
+
+        // An ICMP error rejects the flow it quotes.
+        if let Some(q) = pkt.icmp.and_then(|i| i.quoted)
+            && is_icmp
+        {
+            self.mark_rejected(source, vlan, q.src, q.dst, q.proto, q.sport, q.dport);
+        }
+        Ingested { flow_id, new, forward: dir == 0 }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mark_rejected(&mut self, source: SourceId, vlan: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) {
+        let (s, v6) = addr_bytes(src);
+        let (d, _) = addr_bytes(dst);
+        let src_is_lo = (s, sport) <= (d, dport);
+        let key = if src_is_lo {
+            FlowKey { lo: s, hi: d, lo_port: sport, hi_port: dport, proto, v6, vlan, source: source.0 }
+        } else {
+            FlowKey { lo: d, hi: s, lo_port: dport, hi_port: sport, proto, v6, vlan, source: source.0 }
+        };
+        if let Some(flow) = self.flows.get_mut(&key)
+            && flow.init_lo == src_is_lo
+        {
+            flow.status |= ICMP_REJECTED;
+        }
+    }
+
+    fn start_flow(&mut self, key: &FlowKey, src_is_lo: bool, sport: u16, dport: u16, pkt: &PacketInfo, ts: Timestamp) -> Flow {
+        let v6 = key.v6;
+        // Returns (sender is initiator, how decided).
+        let (sender_inits, by, icmp_dport) = match pkt.proto {
+            ip_proto::TCP => {
+                let f = pkt.tcp_flags;
+                if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0 {
+                    (true, OrientedBy::Handshake, 0)
+                } else if f & tcp_flags::SYN != 0 {
+                    (false, OrientedBy::Handshake, 0)
+                } else {
+                    (port_rule(sport, dport), OrientedBy::ServicePort, 0)
+                }
+            }
+            ip_proto::ICMP | ip_proto::ICMPV6 => match pkt.icmp {
+                Some(i) if is_icmp_request(v6, i.icmp_type) => (true, if is_icmp_echo(v6, i.icmp_type) { OrientedBy::Handshake } else { OrientedBy::FirstPacket }, u16::from(i.icmp_type) << 8 | u16::from(i.code)),
+                Some(i) => match icmp_request_of_reply(v6, i.icmp_type) {
+                    Some(req) => (false, if is_icmp_echo(v6, i.icmp_type) { OrientedBy::Handshake } else { OrientedBy::FirstPacket }, u16::from(req) << 8),
+                    None => (true, OrientedBy::FirstPacket, u16::from(i.icmp_type) << 8 | u16::from(i.code)),
+                },
+                None => (true, OrientedBy::FirstPacket, 0),
+            },
+            _ => {
+                if sport != 0 && is_service_port(sport) && !is_service_port(dport) {
+                    (false, OrientedBy::ServicePort, 0)
+                } else {
+                    (true, OrientedBy::FirstPacket, 0)
+                }
+            }
+        };
+        let mut status = 0;
+        if pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0 {
+            status |= MID_STREAM;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        Flow {
+            id,
+            first: ts,
+            last: ts,
+            packets: [0, 0],
+            bytes: [0, 0],
+            flags: [0, 0],
+            status,
+            icmp_dport,
+            init_lo: src_is_lo == sender_inits,
+            oriented_by: by,
+        }
+    }
+
+    fn record(&self, key: &FlowKey, flow: &Flow) -> FlowRecord {
+        let lo = bytes_addr(&key.lo, key.v6);
+        let hi = bytes_addr(&key.hi, key.v6);
+        let (src, sport, dst, dport) = if flow.init_lo {
+            (lo, key.lo_port, hi, key.hi_port)
+        } else {
+            (hi, key.hi_port, lo, key.lo_port)
+        };
+        let icmp = key.proto == ip_proto::ICMP || key.proto == ip_proto::ICMPV6;
+        let (sport, dport) = if icmp { (0, flow.icmp_dport) } else { (sport, dport) };
+        let s = flow.status;
+        let state = if key.proto == ip_proto::TCP {
+            if s & (SYNACK_BACK | PAYLOAD_BACK) != 0 || (s & MID_STREAM != 0 && s & ACK_BACK != 0) {
+                FlowState::Established
+            } else if s & (RST_BACK | ICMP_REJECTED) != 0 {
+                FlowState::Rejected
+            } else if flow.packets[1] > 0 {
+                FlowState::Established
+            } else if s & SYN_FWD == 0 {
+                FlowState::OneWay
+            } else {
+                FlowState::Unanswered
+            }
+        } else if flow.packets[1] > 0 {
+            FlowState::Established
+        } else if s & ICMP_REJECTED != 0 {
+            FlowState::Rejected
+        } else {
+            FlowState::Unanswered
+        };
+        let cid = if icmp {
+            community_id(0, src, dst, key.proto, dport >> 8, dport & 0xff)
+        } else {
+            community_id(0, src, dst, key.proto, sport, dport)
+        };
+        FlowRecord {
+            id: flow.id,
+            first: flow.first,
+            last: flow.last,
+            proto: Proto(key.proto),
+            src,
+            sport,
+            dst,
+            dport,
+            packets: flow.packets[0],
+            bytes: flow.bytes[0],
+            rpackets: flow.packets[1],
+            rbytes: flow.bytes[1],
+            answered: state.answered(),
+            state,
+            tcp_flags: TcpFlags(flow.flags[0]),
+            rtcp_flags: TcpFlags(flow.flags[1]),
+            oriented_by: flow.oriented_by,
+            vlan: self.vlans.get(usize::from(key.vlan)).map(|v| v.as_slice().to_vec()).unwrap_or_default(),
+            source: self.sources.get(usize::from(key.source)).cloned().unwrap_or_else(|| Arc::from("?")),
+            sampling: 1,
+            community_id: cid,
+        }
+    }
+
+    /// Ends every flow idle past its timeout at the table's current time.
+    pub fn sweep(&mut self, out: &mut Vec<FlowRecord>) {
+        let now = self.now;
+        let mut ended = Vec::new();
+        for (k, f) in &self.flows {
+            if self.expired(k, f, now) {
+                ended.push(*k);
+            }
+        }
+        for k in ended {
+            if let Some(f) = self.flows.remove(&k) {
+                out.push(self.record(&k, &f));
+            }
+        }
+        self.fragments.retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
+    }
+
+    /// Makes room when the table is full: expired flows first, then
+    /// half-open ones, then the least recently seen tenth.
+    fn evict(&mut self, out: &mut Vec<FlowRecord>) {
+        self.sweep(out);
+        let target = self.config.max_flows - self.config.max_flows / 10;
+        if self.flows.len() > target {
+            let half_open: Vec<FlowKey> = self
+                .flows
+                .iter()
+                .filter(|(k, f)| k.proto == ip_proto::TCP && f.packets[1] == 0)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in half_open {
+                if self.flows.len() <= target {
+                    break;
+                }
+                if let Some(f) = self.flows.remove(&k) {
+                    out.push(self.record(&k, &f));
+                    self.stats.evicted += 1;
+                }
+            }
+        }
+        if self.flows.len() > target {
+            let mut lasts: Vec<(Timestamp, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last, *k)).collect();
+            let n = self.flows.len() - target;
+            lasts.select_nth_unstable_by_key(n.saturating_sub(1), |e| e.0);
+            for (_, k) in lasts.into_iter().take(n) {
+                if let Some(f) = self.flows.remove(&k) {
+                    out.push(self.record(&k, &f));
+                    self.stats.evicted += 1;
+                }
+            }
+        }
+    }
+
+    /// Ends every live flow (end of input), oldest first.
+    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+        let start = out.len();
+        let flows = std::mem::take(&mut self.flows);
+        for (k, f) in &flows {
+            out.push(self.record(k, f));
+        }
+        out[start..].sort_by(|a, b| a.first.cmp(&b.first).then(a.id.cmp(&b.id)));
+        self.fragments.clear();
+    }
+}
+
+/// TCP without a handshake: is the packet's sender the initiator? The side on
+/// a service port is the responder; else the lower port.
+fn port_rule(sport: u16, dport: u16) -> bool {
+    match (is_service_port(sport), is_service_port(dport)) {
+        (false, true) => true,
+        (true, false) => false,
+        _ => dport <= sport,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{IcmpInfo, Quoted};
+    use tcp_flags::{ACK, FIN, PSH, RST, SYN};
+
+    const C: &str = "198.51.100.7";
+    const S: &str = "10.2.0.10";
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8, payload: u32) -> PacketInfo {
+        PacketInfo {
+            src: ip(src),
+            dst: ip(dst),
+            proto: ip_proto::TCP,
+            ip_len: 40 + payload,
+            sport,
+            dport,
+            tcp_flags: flags,
+            payload_len: payload,
+            icmp: None,
+            fragment: Fragment::None,
+            vlan: Vlans::default(),
+            truncated: None,
+            malformed: None,
+        }
+    }
+
+    fn udp(src: &str, sport: u16, dst: &str, dport: u16, payload: u32) -> PacketInfo {
+        PacketInfo { proto: ip_proto::UDP, tcp_flags: 0, ip_len: 28 + payload, ..tcp(src, sport, dst, dport, 0, payload) }
+    }
+
+    fn icmp(src: &str, dst: &str, t: u8, code: u8, id: Option<u16>, quoted: Option<Quoted>) -> PacketInfo {
+        PacketInfo {
+            proto: ip_proto::ICMP,
+            icmp: Some(IcmpInfo { icmp_type: t, code, echo_id: id, quoted }),
+            ..udp(src, 0, dst, 0, 36)
+        }
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_secs_nanos(1_700_000_000 + secs, 0)
+    }
+
+    fn run(packets: &[(i64, PacketInfo)]) -> (Vec<FlowRecord>, TableStats) {
+        run_with(TableConfig::default(), packets)
+    }
+
+    fn run_with(config: TableConfig, packets: &[(i64, PacketInfo)]) -> (Vec<FlowRecord>, TableStats) {
+        let mut t = FlowTable::new(config);
+        let src = t.add_source("test.pcap");
+        let mut out = Vec::new();
+        for (secs, p) in packets {
+            t.ingest(src, at(*secs), p, &mut out);
+        }
+        t.flush(&mut out);
+        (out, t.stats().clone())
+    }
+
+    #[test]
+    fn handshake_orients_and_establishes() {
+        let (flows, _) = run(&[
+            (0, tcp(C, 51514, S, 5432, SYN, 0)),
+            (0, tcp(S, 5432, C, 51514, SYN | ACK, 0)),
+            (0, tcp(C, 51514, S, 5432, ACK | PSH, 100)),
+            (1, tcp(S, 5432, C, 51514, ACK | PSH | FIN, 300)),
+            (1, tcp(C, 51514, S, 5432, ACK | FIN, 0)),
+        ]);
+        assert_eq!(flows.len(), 1);
+        let f = &flows[0];
+        assert_eq!((f.src, f.sport, f.dst, f.dport), (ip(C), 51514, ip(S), 5432));
+        assert_eq!((f.packets, f.bytes, f.rpackets, f.rbytes), (3, 220, 2, 380));
+        assert_eq!(f.state, FlowState::Established);
+        assert_eq!(f.answered, Some(true));
+        assert_eq!(f.oriented_by, OrientedBy::Handshake);
+        assert_eq!(f.tcp_flags.to_string(), "SAFP");
+        assert_eq!(f.rtcp_flags.to_string(), "SAFP");
+        assert_eq!(f.source.as_ref(), "test.pcap");
+    }
+
+    #[test]
+    fn syn_ack_alone_settles_direction() {
+        let (flows, _) = run(&[(0, tcp(S, 5432, C, 40000, SYN | ACK, 0))]);
+        assert_eq!((flows[0].src, flows[0].dport), (ip(C), 5432));
+        assert_eq!(flows[0].oriented_by, OrientedBy::Handshake);
+    }
+
+    #[test]
+    fn rst_rejects_and_silence_is_unanswered() {
+        let (flows, _) = run(&[
+            (0, tcp(C, 40000, S, 22, SYN, 0)),
+            (0, tcp(S, 22, C, 40000, RST | ACK, 0)),
+            (1, tcp(C, 40001, S, 23, SYN, 0)),
+            (2, tcp(C, 40001, S, 23, SYN, 0)),
+        ]);
+        let by_port = |p: u16| flows.iter().find(|f| f.dport == p).expect("flow");
+        assert_eq!(by_port(22).state, FlowState::Rejected);
+        assert_eq!(by_port(22).answered, Some(false));
+        assert_eq!(by_port(23).state, FlowState::Unanswered);
+        assert_eq!(by_port(23).packets, 2);
+    }
+
+    #[test]
+    fn mid_stream_tcp_uses_service_port_and_lower_port() {
+        let (flows, _) = run(&[
+            (0, tcp(S, 5432, C, 50000, ACK | PSH, 100)),
+            (0, tcp(C, 50000, S, 5432, ACK, 0)),
+            (1, tcp(C, 40000, S, 30000, ACK | PSH, 10)),
+        ]);
+        let pg = flows.iter().find(|f| f.dport == 5432).expect("pg flow");
+        assert_eq!((pg.src, pg.oriented_by, pg.state), (ip(C), OrientedBy::ServicePort, FlowState::Established));
+        let hi = flows.iter().find(|f| f.dport == 30000).expect("lower port is the responder");
+        assert_eq!(hi.src, ip(C));
+        // Data one way only, no SYN seen: the reverse direction was not visible.
+        assert_eq!(hi.state, FlowState::OneWay);
+        assert_eq!(hi.answered, None);
+    }
+
+    #[test]
+    fn udp_first_packet_unless_only_source_is_a_service() {
+        let (flows, _) = run(&[
+            (0, udp(C, 53000, S, 53, 30)),
+            (0, udp(S, 53, C, 53000, 90)),
+            (1, udp(S, 123, C, 40000, 48)),
+            (2, udp(C, 5353, S, 5353, 10)),
+        ]);
+        let dns = flows.iter().find(|f| f.dport == 53).expect("dns");
+        assert_eq!((dns.src, dns.oriented_by, dns.state), (ip(C), OrientedBy::FirstPacket, FlowState::Established));
+        let ntp = flows.iter().find(|f| f.dport == 123).expect("ntp reply seen first");
+        // The service answered, even if its request was not captured.
+        assert_eq!((ntp.src, ntp.oriented_by, ntp.state), (ip(C), OrientedBy::ServicePort, FlowState::Established));
+        assert_eq!((ntp.packets, ntp.rpackets), (0, 1));
+        let mdns = flows.iter().find(|f| f.dport == 5353).expect("mdns");
+        assert_eq!(mdns.oriented_by, OrientedBy::FirstPacket);
+    }
+
+    #[test]
+    fn icmp_echo_pairs_and_errors_reject() {
+        let q = Quoted { src: ip(C), dst: ip(S), proto: ip_proto::UDP, sport: 40000, dport: 161 };
+        let (flows, _) = run(&[
+            (0, icmp(C, S, 8, 0, Some(7), None)),
+            (0, icmp(S, C, 0, 0, Some(7), None)),
+            (1, icmp(C, S, 8, 0, Some(8), None)),
+            (2, udp(C, 40000, S, 161, 40)),
+            (2, icmp(S, C, 3, 3, None, Some(q))),
+        ]);
+        let echo7 = flows.iter().find(|f| f.proto.0 == 1 && f.packets == 1 && f.rpackets == 1).expect("echo 7");
+        assert_eq!((echo7.src, echo7.sport, echo7.dport), (ip(C), 0, 8 * 256));
+        assert_eq!(echo7.state, FlowState::Established);
+        let echo8 = flows.iter().find(|f| f.proto.0 == 1 && f.rpackets == 0 && f.dport == 2048).expect("echo 8");
+        assert_eq!(echo8.state, FlowState::Unanswered);
+        let snmp = flows.iter().find(|f| f.dport == 161).expect("snmp");
+        assert_eq!(snmp.state, FlowState::Rejected);
+        let unreach = flows.iter().find(|f| f.dport == 3 * 256 + 3).expect("the error is a flow of its own");
+        assert_eq!((unreach.src, unreach.dst), (ip(S), ip(C)));
+    }
+
+    #[test]
+    fn idle_timeout_splits_and_fin_closes() {
+        let (flows, _) = run(&[
+            (0, udp(C, 40000, S, 514, 10)),
+            (61 + 1, udp(C, 40000, S, 514, 10)),
+            (100, tcp(C, 41000, S, 80, SYN, 0)),
+            (100, tcp(S, 80, C, 41000, SYN | ACK, 0)),
+            (101, tcp(C, 41000, S, 80, FIN | ACK, 0)),
+            (101, tcp(S, 80, C, 41000, FIN | ACK, 0)),
+            (102, tcp(C, 41000, S, 80, SYN, 0)),
+        ]);
+        assert_eq!(flows.iter().filter(|f| f.dport == 514).count(), 2);
+        let web: Vec<_> = flows.iter().filter(|f| f.dport == 80).collect();
+        assert_eq!(web.len(), 2, "a SYN after both FINs starts a new flow");
+        assert_eq!(web[0].packets + web[0].rpackets, 4);
+    }
+
+    #[test]
+    fn active_timeout_keeps_orientation() {
+        let config = TableConfig { active_secs: 100, tcp_idle_secs: 1000, ..TableConfig::default() };
+        let mut packets = vec![(0, tcp(C, 41000, S, 80, SYN, 0)), (0, tcp(S, 80, C, 41000, SYN | ACK, 0))];
+        for i in 1..=25 {
+            packets.push((i * 10, tcp(S, 80, C, 41000, ACK | PSH, 100)));
+        }
+        let (flows, stats) = run_with(config, &packets);
+        assert_eq!(flows.len(), 3);
+        assert_eq!(stats.active_splits, 2);
+        assert!(flows.iter().all(|f| f.src == ip(C) && f.oriented_by == OrientedBy::Handshake && f.state == FlowState::Established));
+        assert_eq!(flows.iter().map(|f| f.packets + f.rpackets).sum::<u64>(), 27);
+    }
+
+    #[test]
+    fn later_fragments_count_into_the_first() {
+        let mut first = udp(C, 123, S, 123, 1000);
+        first.ip_len = 1500;
+        first.fragment = Fragment::First { ident: 9 };
+        let mut later = udp(C, 0, S, 0, 0);
+        later.ip_len = 600;
+        later.fragment = Fragment::Later { ident: 9 };
+        let mut orphan = later.clone();
+        orphan.fragment = Fragment::Later { ident: 10 };
+        let (flows, stats) = run(&[(0, first), (0, later), (0, orphan)]);
+        let ntp = flows.iter().find(|f| f.dport == 123).expect("ntp");
+        assert_eq!((ntp.packets, ntp.bytes), (2, 2100));
+        assert_eq!(stats.orphan_fragments, 1);
+        assert_eq!(flows.iter().map(|f| f.packets).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn full_table_evicts_half_open_first_and_counts() {
+        let config = TableConfig { max_flows: 20, ..TableConfig::default() };
+        let mut packets = Vec::new();
+        for p in 0..10u16 {
+            packets.push((0, tcp(C, 40000 + p, S, 443, SYN, 0)));
+            packets.push((0, tcp(S, 443, C, 40000 + p, SYN | ACK, 0)));
+        }
+        for p in 0..30u16 {
+            packets.push((1, tcp(C, 50000 + p, S, 22, SYN, 0)));
+        }
+        let (flows, stats) = run_with(config, &packets);
+        assert_eq!(flows.len(), 40, "evicted flows are reported, not lost");
+        assert!(stats.evicted > 0);
+        assert!(stats.peak_live <= 20);
+        // Evicted records come out first; none of them is an established flow.
+        let evicted = usize::try_from(stats.evicted).unwrap();
+        assert!(flows[..evicted].iter().all(|f| f.state == FlowState::Unanswered && f.dport == 22));
+        assert_eq!(flows.iter().filter(|f| f.state == FlowState::Established).count(), 10);
+    }
+
+    #[test]
+    fn vlans_and_sources_separate_flows() {
+        let mut a = udp(C, 40000, S, 53, 10);
+        a.vlan.push(10);
+        let b = udp(C, 40000, S, 53, 10);
+        let mut t = FlowTable::new(TableConfig::default());
+        let s1 = t.add_source("one");
+        let s2 = t.add_source("two");
+        let mut out = Vec::new();
+        t.ingest(s1, at(0), &a, &mut out);
+        t.ingest(s1, at(0), &b, &mut out);
+        t.ingest(s2, at(0), &b, &mut out);
+        t.flush(&mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out.iter().filter(|f| f.vlan == vec![10]).count(), 1);
+        assert_eq!(out.iter().filter(|f| f.source.as_ref() == "two").count(), 1);
+    }
+}

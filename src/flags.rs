@@ -1,0 +1,144 @@
+//! Command-line arguments (raw, clap) and the validated settings built from them.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+/// zonewatch: where the traffic on your network departs from your declared zones.
+#[derive(Debug, Parser)]
+#[command(name = "zonewatch", version, about, long_about = None)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print every flow in the inputs (JSON Lines by default).
+    Flows(FlowsArgs),
+    /// Hold the inputs' flows against a zones file and print findings.
+    Analyze(AnalyzeArgs),
+    /// Check or query a zones file.
+    #[command(subcommand)]
+    Zones(ZonesCommand),
+}
+
+/// Inputs and flow-table settings shared by `flows` and `analyze`.
+#[derive(Debug, ClapArgs)]
+pub struct InputArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed), folders of
+    /// captures (read in time order), or `-` for standard input.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub inputs: Vec<PathBuf>,
+    /// Most flows held at once; beyond it the table evicts (half-open first).
+    #[arg(long, default_value_t = 2_000_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Idle timeout of established TCP flows, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub tcp_idle_secs: u64,
+    /// Idle timeout of UDP flows, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub udp_idle_secs: u64,
+    /// Active timeout: a longer flow is reported in parts, in seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECS")]
+    pub active_secs: u64,
+    /// Progress bar on stderr: auto shows it only on a terminal.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+/// When to draw a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// Only when stderr is a terminal.
+    Auto,
+    /// Never.
+    Never,
+}
+
+/// `zonewatch flows`.
+#[derive(Debug, ClapArgs)]
+pub struct FlowsArgs {
+    /// Inputs.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FlowFormat::Jsonl)]
+    pub format: FlowFormat,
+}
+
+/// Flow output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Aligned columns for reading.
+    Table,
+}
+
+/// `zonewatch analyze`.
+#[derive(Debug, ClapArgs)]
+pub struct AnalyzeArgs {
+    /// Inputs.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The zones file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub zones: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FindingFormat::Table)]
+    pub format: FindingFormat,
+    /// Exit 1 when a finding at or above this severity exists.
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+    /// Also print suppressed findings (they are always counted).
+    #[arg(long)]
+    pub show_suppressed: bool,
+    /// Write, per finding, a pcap with the packets of its sample flows.
+    #[arg(long, value_name = "DIR")]
+    pub evidence_dir: Option<PathBuf>,
+    /// Packets kept per sample flow with --evidence-dir.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub evidence_packets: usize,
+    /// Sample flows kept per finding.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_evidence: usize,
+}
+
+/// Finding output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FindingFormat {
+    /// Aligned columns for reading.
+    Table,
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// A Markdown report with evidence.
+    Markdown,
+}
+
+/// `zonewatch zones ...`.
+#[derive(Debug, Subcommand)]
+pub enum ZonesCommand {
+    /// Load a zones file and list every error (file:line).
+    Check {
+        /// The zones file.
+        file: PathBuf,
+    },
+    /// Say which zone each side falls in and which rule decides a path, and why.
+    Explain {
+        /// The zones file.
+        file: PathBuf,
+        /// Initiator address.
+        src: String,
+        /// Responder address.
+        dst: String,
+        /// Service on the responder: tcp/5432, udp/53, icmp/8, proto/47.
+        service: String,
+    },
+}
