@@ -1,0 +1,404 @@
+//! Longest-prefix classification of addresses into zones.
+//!
+//! Declared prefixes (zone CIDRs and group hosts) always win over the
+//! built-in ranges, whatever their lengths: an address a zone declares
+//! belongs to that zone. Only unmatched addresses fall back to the built-in
+//! ranges (`undeclared`, `local`) and finally to `internet`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
+
+use crate::{AddressClass, Classification, GroupId, ZoneId};
+
+/// Built-in private ranges: unmatched addresses here are `undeclared`.
+pub(crate) const PRIVATE_V4: [Ipv4Net; 4] = [
+    Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 8),
+    Ipv4Net::new_assert(Ipv4Addr::new(172, 16, 0, 0), 12),
+    Ipv4Net::new_assert(Ipv4Addr::new(192, 168, 0, 0), 16),
+    Ipv4Net::new_assert(Ipv4Addr::new(100, 64, 0, 0), 10),
+];
+/// Built-in private IPv6 range (ULA).
+pub(crate) const PRIVATE_V6: [Ipv6Net; 1] = [Ipv6Net::new_assert(
+    Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+    7,
+)];
+/// Built-in local ranges: loopback, link-local, multicast, broadcast, unspecified.
+pub(crate) const LOCAL_V4: [Ipv4Net; 5] = [
+    Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8),
+    Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16),
+    Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4),
+    Ipv4Net::new_assert(Ipv4Addr::BROADCAST, 32),
+    Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 32),
+];
+/// Built-in local IPv6 ranges.
+pub(crate) const LOCAL_V6: [Ipv6Net; 4] = [
+    Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128),
+    Ipv6Net::new_assert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+    Ipv6Net::new_assert(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+    Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 128),
+];
+
+/// What a declared prefix points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) zone: ZoneId,
+    pub(crate) group: Option<GroupId>,
+}
+
+/// The LPM tables, built once at load.
+#[derive(Clone, Debug)]
+pub(crate) struct Classifier {
+    v4: PrefixMap<Ipv4Net, Owner>,
+    v6: PrefixMap<Ipv6Net, Owner>,
+    builtin_v4: PrefixMap<Ipv4Net, AddressClass>,
+    builtin_v6: PrefixMap<Ipv6Net, AddressClass>,
+    internet: ZoneId,
+    undeclared: ZoneId,
+    local: ZoneId,
+}
+
+impl Classifier {
+    pub(crate) fn new(internet: ZoneId, undeclared: ZoneId, local: ZoneId) -> Classifier {
+        let mut builtin_v4 = PrefixMap::new();
+        let mut builtin_v6 = PrefixMap::new();
+        for net in PRIVATE_V4 {
+            builtin_v4.insert(net, AddressClass::Undeclared);
+        }
+        for net in LOCAL_V4 {
+            builtin_v4.insert(net, AddressClass::Local);
+        }
+        for net in PRIVATE_V6 {
+            builtin_v6.insert(net, AddressClass::Undeclared);
+        }
+        for net in LOCAL_V6 {
+            builtin_v6.insert(net, AddressClass::Local);
+        }
+        Classifier {
+            v4: PrefixMap::new(),
+            v6: PrefixMap::new(),
+            builtin_v4,
+            builtin_v6,
+            internet,
+            undeclared,
+            local,
+        }
+    }
+
+    /// Adds a declared prefix (canonical). A later insert of the same prefix
+    /// replaces the earlier one; the loader inserts zone CIDRs before group
+    /// hosts so a group host equal to its zone's CIDR wins.
+    pub(crate) fn insert(&mut self, net: IpNet, owner: Owner) {
+        match net {
+            IpNet::V4(n) => {
+                self.v4.insert(n, owner);
+            }
+            IpNet::V6(n) => {
+                self.v6.insert(n, owner);
+            }
+        }
+    }
+
+    pub(crate) fn classify(&self, ip: IpAddr) -> Classification {
+        let ip = ip.to_canonical();
+        let declared = match ip {
+            IpAddr::V4(a) => self
+                .v4
+                .get_lpm(&Ipv4Net::from(a))
+                .map(|(n, o)| (IpNet::V4(n), *o)),
+            IpAddr::V6(a) => self
+                .v6
+                .get_lpm(&Ipv6Net::from(a))
+                .map(|(n, o)| (IpNet::V6(n), *o)),
+        };
+        if let Some((prefix, owner)) = declared {
+            return Classification {
+                zone: owner.zone,
+                group: owner.group,
+                class: AddressClass::Declared,
+                prefix: Some(prefix),
+            };
+        }
+        let builtin = match ip {
+            IpAddr::V4(a) => self
+                .builtin_v4
+                .get_lpm(&Ipv4Net::from(a))
+                .map(|(n, c)| (IpNet::V4(n), *c)),
+            IpAddr::V6(a) => self
+                .builtin_v6
+                .get_lpm(&Ipv6Net::from(a))
+                .map(|(n, c)| (IpNet::V6(n), *c)),
+        };
+        match builtin {
+            Some((prefix, class)) => Classification {
+                zone: if class == AddressClass::Local {
+                    self.local
+                } else {
+                    self.undeclared
+                },
+                group: None,
+                class,
+                prefix: Some(prefix),
+            },
+            None => Classification {
+                zone: self.internet,
+                group: None,
+                class: AddressClass::Internet,
+                prefix: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use ipnet::IpNet;
+    use proptest::prelude::*;
+
+    use crate::{AddressClass, Policy};
+
+    /// The built-in class of an unmatched address, from std's predicates
+    /// (independent of the tables above).
+    fn builtin_class(ip: IpAddr) -> AddressClass {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let cgnat = a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64;
+                if a.is_loopback()
+                    || a.is_link_local()
+                    || a.is_multicast()
+                    || a.is_broadcast()
+                    || a.is_unspecified()
+                {
+                    AddressClass::Local
+                } else if a.is_private() || cgnat {
+                    AddressClass::Undeclared
+                } else {
+                    AddressClass::Internet
+                }
+            }
+            IpAddr::V6(a) => {
+                if a.is_loopback()
+                    || a.is_unspecified()
+                    || a.is_multicast()
+                    || a.is_unicast_link_local()
+                {
+                    AddressClass::Local
+                } else if a.is_unique_local() {
+                    AddressClass::Undeclared
+                } else {
+                    AddressClass::Internet
+                }
+            }
+        }
+    }
+
+    /// Declared prefix -> (zone index, group index within that zone).
+    type Layout = BTreeMap<IpNet, (usize, Option<usize>)>;
+
+    /// Writes a zones file: zone `zN` owns the prefixes without a group;
+    /// group `gN_M` owns the others (each lies inside a prefix of zone N).
+    fn zones_file(layout: &Layout, zones: usize) -> String {
+        let mut text = String::new();
+        for z in 0..zones {
+            let cidrs: Vec<String> = layout
+                .iter()
+                .filter(|(_, (zz, g))| *zz == z && g.is_none())
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect();
+            let _ = writeln!(
+                text,
+                "[[zone]]\nname = \"z{z}\"\ncidrs = [{}]\n",
+                cidrs.join(", ")
+            );
+        }
+        let mut groups: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+        for (n, (z, g)) in layout {
+            if let Some(g) = g {
+                groups.entry((*z, *g)).or_default().push(format!("\"{n}\""));
+            }
+        }
+        for ((z, g), hosts) in groups {
+            let _ = writeln!(
+                text,
+                "[[group]]\nname = \"g{z}_{g}\"\nzone = \"z{z}\"\nhosts = [{}]\n",
+                hosts.join(", ")
+            );
+        }
+        text
+    }
+
+    /// Zone prefixes (in a few crowded areas, so they nest and overlap),
+    /// plus group hosts carved out of some of them.
+    fn layout_v4() -> impl Strategy<Value = (Layout, usize)> {
+        let base = prop_oneof![Just(0x0a00_0000u32), Just(0xc633_6400), Just(0x0808_0000)];
+        let prefix = (
+            base,
+            any::<u32>(),
+            8u8..=32,
+            0usize..4,
+            any::<bool>(),
+            0usize..2,
+        );
+        proptest::collection::vec(prefix, 1..40).prop_map(|items| {
+            let mut layout = Layout::new();
+            let mut groups = Vec::new();
+            for (base, bits, len, zone, with_group, g) in items {
+                // Stay near `base` so prefixes overlap.
+                let addr = base | (bits & 0x0003_ffff);
+                let Ok(net) = ipnet::Ipv4Net::new(Ipv4Addr::from(addr), len) else {
+                    continue;
+                };
+                let net = IpNet::V4(net.trunc());
+                if layout.contains_key(&net) {
+                    continue;
+                }
+                layout.insert(net, (zone, None));
+                if with_group && len < 32 {
+                    // A host inside this zone prefix.
+                    let host = IpNet::from(IpAddr::V4(Ipv4Addr::from(addr)));
+                    groups.push((host, zone, g));
+                }
+            }
+            for (host, zone, g) in groups {
+                layout.entry(host).or_insert((zone, Some(g)));
+            }
+            (layout, 4)
+        })
+    }
+
+    fn addresses_v4() -> impl Strategy<Value = Vec<u32>> {
+        let near = prop_oneof![Just(0x0a00_0000u32), Just(0xc633_6400), Just(0x0808_0000)]
+            .prop_flat_map(|b| (Just(b), 0u32..0x0004_0000))
+            .prop_map(|(b, off)| b | off);
+        proptest::collection::vec(prop_oneof![near, any::<u32>()], 1..64)
+    }
+
+    /// Longest declared prefix containing `ip`, by a linear scan.
+    fn linear(layout: &Layout, ip: IpAddr) -> Option<(IpNet, (usize, Option<usize>))> {
+        let ip = ip.to_canonical();
+        layout
+            .iter()
+            .filter(|(n, _)| n.contains(&ip))
+            .max_by_key(|(n, _)| n.prefix_len())
+            .map(|(n, v)| (*n, *v))
+    }
+
+    fn check(layout: &Layout, zones: usize, ips: &[IpAddr]) -> Result<(), TestCaseError> {
+        let text = zones_file(layout, zones);
+        let p = Policy::parse(&text, "gen.toml")
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        for &ip in ips {
+            let c = p.classify(ip);
+            match linear(layout, ip) {
+                Some((net, (z, g))) => {
+                    prop_assert_eq!(c.class, AddressClass::Declared, "{}", ip);
+                    prop_assert_eq!(c.prefix, Some(net), "{}", ip);
+                    prop_assert_eq!(&p.zone(c.zone).name, &format!("z{z}"), "{}", ip);
+                    let group = c.group.map(|id| p.group(id).name.clone());
+                    prop_assert_eq!(group, g.map(|g| format!("g{z}_{g}")), "{}", ip);
+                }
+                None => {
+                    let class = builtin_class(ip);
+                    prop_assert_eq!(c.class, class, "{}", ip);
+                    prop_assert_eq!(c.group, None);
+                    let zone = match class {
+                        AddressClass::Local => p.local(),
+                        AddressClass::Undeclared => p.undeclared(),
+                        _ => p.internet(),
+                    };
+                    prop_assert_eq!(c.zone, zone, "{}", ip);
+                    if let Some(prefix) = c.prefix {
+                        prop_assert!(prefix.contains(&ip.to_canonical()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn lpm_matches_linear_scan_v4((layout, zones) in layout_v4(), ips in addresses_v4()) {
+            let mut all: Vec<IpAddr> = ips.iter().map(|&a| IpAddr::V4(Ipv4Addr::from(a))).collect();
+            // The same addresses, IPv4-mapped, classify the same.
+            all.extend(ips.iter().map(|&a| IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped())));
+            check(&layout, zones, &all)?;
+        }
+
+        #[test]
+        fn lpm_matches_linear_scan_v6(
+            nets in proptest::collection::vec((any::<u16>(), 16u8..=128, 0usize..3), 1..30),
+            ips in proptest::collection::vec((any::<bool>(), any::<u128>()), 1..64),
+        ) {
+            let mut layout = Layout::new();
+            for (bits, len, zone) in nets {
+                // Under 2001:db8::/32 and nested inside it.
+                let addr = (0x2001_0db8u128 << 96) | (u128::from(bits) << 80);
+                let net = ipnet::Ipv6Net::new(Ipv6Addr::from(addr), len).unwrap().trunc();
+                layout.entry(IpNet::V6(net)).or_insert((zone, None));
+            }
+            let ips: Vec<IpAddr> = ips
+                .into_iter()
+                .map(|(near, x)| {
+                    let a = if near { (0x2001_0db8u128 << 96) | (x >> 32) } else { x };
+                    IpAddr::V6(Ipv6Addr::from(a))
+                })
+                .collect();
+            check(&layout, 3, &ips)?;
+        }
+
+        #[test]
+        fn builtin_ranges_match_std_predicates(a in any::<u32>(), b in any::<u128>()) {
+            let p = Policy::parse("", "empty.toml").unwrap();
+            for ip in [IpAddr::V4(Ipv4Addr::from(a)), IpAddr::V6(Ipv6Addr::from(b))] {
+                prop_assert_eq!(p.classify(ip).class, builtin_class(ip), "{}", ip);
+            }
+        }
+    }
+
+    #[test]
+    fn builtin_edges() {
+        let p = Policy::parse("", "empty.toml").unwrap();
+        for (ip, class) in [
+            ("100.63.255.255", AddressClass::Internet),
+            ("100.64.0.0", AddressClass::Undeclared),
+            ("100.127.255.255", AddressClass::Undeclared),
+            ("100.128.0.0", AddressClass::Internet),
+            ("172.15.255.255", AddressClass::Internet),
+            ("172.31.255.255", AddressClass::Undeclared),
+            ("239.255.255.255", AddressClass::Local),
+            ("240.0.0.1", AddressClass::Internet),
+            ("0.0.0.1", AddressClass::Internet),
+            ("198.51.100.1", AddressClass::Internet),
+            ("203.0.113.1", AddressClass::Internet),
+            ("fbff::1", AddressClass::Internet),
+            ("fc00::1", AddressClass::Undeclared),
+            ("febf::1", AddressClass::Local),
+            ("fec0::1", AddressClass::Internet),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(p.classify(ip).class, class, "{ip}");
+        }
+    }
+
+    #[test]
+    fn declared_zone_beats_builtin_ranges_whatever_the_length() {
+        let p = Policy::parse(
+            "[[zone]]\nname = \"everything\"\ncidrs = [\"0.0.0.0/0\"]\n",
+            "zones.toml",
+        )
+        .unwrap();
+        let c = p.classify("10.1.2.3".parse().unwrap());
+        assert_eq!(p.zone(c.zone).name, "everything");
+        assert_eq!(c.prefix, Some("0.0.0.0/0".parse().unwrap()));
+        let c = p.classify("::1".parse().unwrap());
+        assert_eq!(c.zone, p.local());
+    }
+}
