@@ -73,10 +73,12 @@ fn read_all(
     a: &InputArgs,
     inputs: &[Input],
     mut suspect: Option<&mut dyn FnMut(&zonewatch_collector::packet::PacketInfo) -> bool>,
-    mut evidence: Option<&mut Evidence>,
+    evidence: Option<&mut Evidence>,
     sink: &mut dyn FnMut(&[FlowRecord], &mut Vec<u64>) -> Result<()>,
 ) -> Result<(ReadStats, TableStats)> {
     let mut kept_ids = Vec::new();
+    // Shared by the packet callback (fills buffers) and the flow callback (settles them).
+    let evidence = std::cell::RefCell::new(evidence);
     let mut table = FlowTable::new(table_config(a));
     let mut stats = ReadStats::default();
     let bar = progress_bar(a, inputs);
@@ -103,7 +105,7 @@ fn read_all(
             };
             let mut packets_since = 0u64;
             let mut on_packet = |pkt: &zonewatch_collector::capture::CapturedPacket<'_>, ing: &zonewatch_collector::table::Ingested| {
-                if let Some(ev) = evidence.as_deref_mut() {
+                if let Some(ev) = evidence.borrow_mut().as_deref_mut() {
                     if ing.new {
                         // Decide once per flow whether its packets are worth keeping.
                         let keep = match (&mut suspect, zonewatch_collector::packet::decode(pkt.linktype, pkt.data)) {
@@ -134,7 +136,7 @@ fn read_all(
                 {
                     sink_err = Some(e);
                 }
-                settle_evidence(evidence.as_deref_mut(), out, &mut kept_ids);
+                settle_evidence(evidence.borrow_mut().as_deref_mut(), out, &mut kept_ids);
                 out.clear();
             };
             let res = ingest::read_capture(&mut reader, source, &mut table, &mut stats, &mut on_packet, &mut on_flows);
@@ -155,7 +157,7 @@ fn read_all(
     let mut out = Vec::new();
     table.flush(&mut out);
     sink(&out, &mut kept_ids)?;
-    settle_evidence(evidence, &out, &mut kept_ids);
+    settle_evidence(evidence.into_inner(), &out, &mut kept_ids);
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -8,6 +8,14 @@ use zonewatch_collector::FlowRecord;
 
 use crate::finding::Finding;
 
+/// Keeps the I/O kind (a closed pipe must stay a `BrokenPipe`).
+fn json_error(e: serde_json::Error) -> io::Error {
+    match e.io_error_kind() {
+        Some(kind) => io::Error::new(kind, e),
+        None => io::Error::other(e),
+    }
+}
+
 fn initiators_text(f: &Finding) -> String {
     let mut s = f.initiators.iter().take(3).map(|a| a.to_string()).collect::<Vec<_>>().join(",");
     if f.initiator_count > 3 {
@@ -116,14 +124,14 @@ pub fn findings_markdown(w: &mut dyn Write, findings: &[Finding]) -> io::Result<
 
 /// Writes findings as one JSON array.
 pub fn findings_json(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *w, findings).map_err(io::Error::other)?;
+    serde_json::to_writer_pretty(&mut *w, findings).map_err(json_error)?;
     writeln!(w)
 }
 
 /// Writes one finding per line.
 pub fn findings_jsonl(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
     for f in findings {
-        serde_json::to_writer(&mut *w, f).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut *w, f).map_err(json_error)?;
         writeln!(w)?;
     }
     Ok(())
@@ -131,7 +139,7 @@ pub fn findings_jsonl(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
 
 /// Writes one flow as a JSON line.
 pub fn flow_jsonl(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
-    serde_json::to_writer(&mut *w, f).map_err(io::Error::other)?;
+    serde_json::to_writer(&mut *w, f).map_err(json_error)?;
     w.write_all(b"\n")
 }
 
