@@ -47,7 +47,7 @@ fn progress_bar(a: &InputArgs, inputs: &[Input]) -> Option<ProgressBar> {
         .sum();
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} {elapsed}")
+        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     Some(bar)
@@ -103,7 +103,6 @@ fn read_all(
                     continue;
                 }
             };
-            let mut packets_since = 0u64;
             let mut on_packet = |pkt: &zonewatch_collector::capture::CapturedPacket<'_>, ing: &zonewatch_collector::table::Ingested| {
                 if let Some(ev) = evidence.borrow_mut().as_deref_mut() {
                     if ing.new {
@@ -122,13 +121,6 @@ fn read_all(
                         buf.push(Kept { ts: pkt.ts, linktype: pkt.linktype, wire_len: pkt.wire_len, data: pkt.data.to_vec() });
                     }
                 }
-                packets_since += 1;
-                if packets_since >= 65_536 {
-                    packets_since = 0;
-                    if let Some(b) = &bar {
-                        b.set_position(done_bytes + 0);
-                    }
-                }
             };
             let mut on_flows = |out: &mut Vec<FlowRecord>| {
                 if sink_err.is_none()
@@ -139,7 +131,22 @@ fn read_all(
                 settle_evidence(evidence.borrow_mut().as_deref_mut(), out, &mut kept_ids);
                 out.clear();
             };
-            let res = ingest::read_capture(&mut reader, source, &mut table, &mut stats, &mut on_packet, &mut on_flows);
+            let mut on_progress = |bytes: u64, packets: u64| {
+                if let Some(b) = &bar {
+                    b.set_position(done_bytes + bytes);
+                    let secs = b.elapsed().as_secs_f64().max(1e-3);
+                    b.set_message(format!("{packets} packets, {:.0} packets/s", packets as f64 / secs));
+                }
+            };
+            let res = ingest::read_capture(
+                &mut reader,
+                source,
+                &mut table,
+                &mut stats,
+                &mut on_packet,
+                &mut on_flows,
+                &mut on_progress,
+            );
             done_bytes += reader.bytes_consumed();
             if let Some(b) = &bar {
                 b.set_position(done_bytes);

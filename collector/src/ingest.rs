@@ -118,7 +118,10 @@ impl ReadStats {
 
 /// Reads every packet of `reader` into `table`. `on_packet` sees each IP
 /// packet with what the table did with it (for evidence capture); `on_flows`
-/// receives ended flows as they come (the vector is drained by the caller).
+/// receives ended flows as they come (the vector is drained by the caller);
+/// `on_progress` gets the bytes consumed from the input and the records
+/// read so far, every 65,536 records.
+#[allow(clippy::too_many_arguments)]
 pub fn read_capture(
     reader: &mut CaptureReader,
     source: SourceId,
@@ -126,9 +129,14 @@ pub fn read_capture(
     stats: &mut ReadStats,
     on_packet: &mut dyn FnMut(&CapturedPacket<'_>, &Ingested),
     on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
+    on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), CaptureError> {
     let mut out = Vec::new();
-    while let Some(pkt) = reader.next_packet()? {
+    loop {
+        if stats.packets & 0xffff == 0 {
+            on_progress(reader.bytes_consumed(), stats.packets);
+        }
+        let Some(pkt) = reader.next_packet()? else { break };
         stats.packets += 1;
         match decode(pkt.linktype, pkt.data) {
             Decoded::Ip(info) => {
