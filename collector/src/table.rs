@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use crate::community_id::community_id;
 use crate::packet::{Fragment, PacketInfo, Vlans, ip_proto, tcp_flags};
@@ -261,25 +262,8 @@ impl FlowTable {
         i
     }
 
-    fn idle_timeout(&self, key: &FlowKey, flow: &Flow) -> u64 {
-        match key.proto {
-            ip_proto::TCP => {
-                if flow.status & (RST_ANY) != 0 || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK {
-                    self.config.tcp_closed_grace_secs
-                } else if flow.status & (SYNACK_BACK | PAYLOAD_BACK | ACK_BACK) == 0 && flow.packets[1] == 0 {
-                    self.config.tcp_half_open_secs
-                } else {
-                    self.config.tcp_idle_secs
-                }
-            }
-            ip_proto::UDP => self.config.udp_idle_secs,
-            ip_proto::ICMP | ip_proto::ICMPV6 => self.config.icmp_idle_secs,
-            _ => self.config.other_idle_secs,
-        }
-    }
-
     fn expired(&self, key: &FlowKey, flow: &Flow, now: Timestamp) -> bool {
-        flow.last.plus_secs(self.idle_timeout(key, flow)) < now
+        expired(&self.config, key, flow, now)
     }
 
     /// Counts one packet. Ended flows are appended to `out`.
@@ -313,7 +297,9 @@ impl FlowTable {
                     (id, id)
                 }
                 Some(i) => {
-                    let t = u16::from(icmp_request_of_reply(icmp_v6, i.icmp_type).unwrap_or(i.icmp_type));
+                    let t = u16::from(
+                        icmp_request_of_reply(icmp_v6, i.icmp_type).unwrap_or(i.icmp_type),
+                    );
                     let tc = t << 8 | u16::from(i.code);
                     (tc, tc)
                 }
@@ -327,7 +313,13 @@ impl FlowTable {
         let mut frag_side: Option<(FlowKey, bool)> = None;
         match pkt.fragment {
             Fragment::Later { ident } => {
-                let fk = FragKey { src, dst, ident, proto: pkt.proto, source: source.0 };
+                let fk = FragKey {
+                    src,
+                    dst,
+                    ident,
+                    proto: pkt.proto,
+                    source: source.0,
+                };
                 if let Some(e) = self.fragments.get_mut(&fk) {
                     e.last = ts;
                     frag_side = Some((e.key, e.src_is_lo));
@@ -343,9 +335,27 @@ impl FlowTable {
             None => {
                 let src_is_lo = (src, sport) <= (dst, dport);
                 let key = if src_is_lo {
-                    FlowKey { lo: src, hi: dst, lo_port: sport, hi_port: dport, proto: pkt.proto, v6, vlan, source: source.0 }
+                    FlowKey {
+                        lo: src,
+                        hi: dst,
+                        lo_port: sport,
+                        hi_port: dport,
+                        proto: pkt.proto,
+                        v6,
+                        vlan,
+                        source: source.0,
+                    }
                 } else {
-                    FlowKey { lo: dst, hi: src, lo_port: dport, hi_port: sport, proto: pkt.proto, v6, vlan, source: source.0 }
+                    FlowKey {
+                        lo: dst,
+                        hi: src,
+                        lo_port: dport,
+                        hi_port: sport,
+                        proto: pkt.proto,
+                        v6,
+                        vlan,
+                        source: source.0,
+                    }
                 };
                 (key, src_is_lo)
             }
@@ -354,48 +364,70 @@ impl FlowTable {
             if self.fragments.len() >= MAX_FRAGMENT_ENTRIES {
                 self.fragments.clear();
             }
-            let fk = FragKey { src, dst, ident, proto: pkt.proto, source: source.0 };
-            self.fragments.insert(fk, FragEntry { key, src_is_lo, last: ts });
+            let fk = FragKey {
+                src,
+                dst,
+                ident,
+                proto: pkt.proto,
+                source: source.0,
+            };
+            self.fragments.insert(
+                fk,
+                FragEntry {
+                    key,
+                    src_is_lo,
+                    last: ts,
+                },
+            );
         }
 
         let syn = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN != 0;
         let ack = pkt.tcp_flags & tcp_flags::ACK != 0;
 
-        // An existing flow that timed out, or a closed TCP flow seeing a new SYN, ends first.
-        if let Some(flow) = self.flows.get(&key) {
-            let closed = flow.status & RST_ANY != 0
-                || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK;
-            let restart = self.expired(&key, flow, ts) || (syn && !ack && closed);
-            if restart && let Some(flow) = self.flows.remove(&key) {
-                out.push(self.record(&key, &flow));
-            }
+        // Room for a new flow: only checked when full, so the common path
+        // does one hash lookup.
+        if self.flows.len() >= self.config.max_flows && !self.flows.contains_key(&key) {
+            self.evict(out);
         }
-
+        let FlowTable {
+            config,
+            flows,
+            sources,
+            vlans,
+            next_id,
+            stats,
+            ..
+        } = self;
         let mut new = false;
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.config.max_flows {
-                self.evict(out);
-            }
-            let flow = self.start_flow(&key, src_is_lo, sport, dport, pkt, ts);
-            self.flows.insert(key, flow);
-            new = true;
-            self.stats.flows += 1;
-            self.stats.peak_live = self.stats.peak_live.max(self.flows.len());
-        }
-
-        let active = self.config.active_secs;
         let mut split = None;
-        let Some(flow) = self.flows.get_mut(&key) else {
-            // Unreachable: inserted above.
-            return Ingested { flow_id: 0, new, forward: true };
+        let flow = match flows.entry(key) {
+            Entry::Occupied(o) => {
+                let flow = o.into_mut();
+                // A flow that timed out, or a closed TCP flow seeing a new SYN, ends first.
+                let closed = flow.status & RST_ANY != 0
+                    || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK;
+                if expired(config, &key, flow, ts) || (syn && !ack && closed) {
+                    out.push(make_record(sources, vlans, &key, flow));
+                    *flow = start_flow(next_id, &key, src_is_lo, sport, dport, pkt, ts);
+                    new = true;
+                } else if flow.first.plus_secs(config.active_secs) <= ts {
+                    // Active timeout: report what we have, continue with the same orientation.
+                    split = Some(make_record(sources, vlans, &key, flow));
+                    flow.first = ts;
+                    flow.packets = [0, 0];
+                    flow.bytes = [0, 0];
+                    flow.flags = [0, 0];
+                    flow.status &= MID_STREAM | SYN_FWD | SYNACK_BACK;
+                }
+                flow
+            }
+            Entry::Vacant(v) => {
+                new = true;
+                v.insert(start_flow(next_id, &key, src_is_lo, sport, dport, pkt, ts))
+            }
         };
-        if flow.first.plus_secs(active) <= ts && !new {
-            split = Some(flow.clone());
-            flow.first = ts;
-            flow.packets = [0, 0];
-            flow.bytes = [0, 0];
-            flow.flags = [0, 0];
-            flow.status &= MID_STREAM | SYN_FWD | SYNACK_BACK;
+        if new {
+            stats.flows += 1;
         }
         let dir = usize::from(src_is_lo != flow.init_lo);
         flow.packets[dir] += 1;
@@ -437,12 +469,12 @@ impl FlowTable {
             }
         }
         let flow_id = flow.id;
-        if let Some(old) = split {
-            self.stats.active_splits += 1;
-            let mut rec = self.record(&key, &old);
+        if let Some(mut rec) = split {
+            stats.active_splits += 1;
             rec.last = rec.last.min(ts);
             out.push(rec);
         }
+        stats.peak_live = stats.peak_live.max(flows.len());
 
         // An ICMP error rejects the flow it quotes.
         if let Some(q) = pkt.icmp.and_then(|i| i.quoted)
@@ -450,18 +482,49 @@ impl FlowTable {
         {
             self.mark_rejected(source, vlan, q.src, q.dst, q.proto, q.sport, q.dport);
         }
-        Ingested { flow_id, new, forward: dir == 0 }
+        Ingested {
+            flow_id,
+            new,
+            forward: dir == 0,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn mark_rejected(&mut self, source: SourceId, vlan: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) {
+    fn mark_rejected(
+        &mut self,
+        source: SourceId,
+        vlan: u16,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+    ) {
         let (s, v6) = addr_bytes(src);
         let (d, _) = addr_bytes(dst);
         let src_is_lo = (s, sport) <= (d, dport);
         let key = if src_is_lo {
-            FlowKey { lo: s, hi: d, lo_port: sport, hi_port: dport, proto, v6, vlan, source: source.0 }
+            FlowKey {
+                lo: s,
+                hi: d,
+                lo_port: sport,
+                hi_port: dport,
+                proto,
+                v6,
+                vlan,
+                source: source.0,
+            }
         } else {
-            FlowKey { lo: d, hi: s, lo_port: dport, hi_port: sport, proto, v6, vlan, source: source.0 }
+            FlowKey {
+                lo: d,
+                hi: s,
+                lo_port: dport,
+                hi_port: sport,
+                proto,
+                v6,
+                vlan,
+                source: source.0,
+            }
         };
         if let Some(flow) = self.flows.get_mut(&key)
             && flow.init_lo == src_is_lo
@@ -470,114 +533,8 @@ impl FlowTable {
         }
     }
 
-    fn start_flow(&mut self, key: &FlowKey, src_is_lo: bool, sport: u16, dport: u16, pkt: &PacketInfo, ts: Timestamp) -> Flow {
-        let v6 = key.v6;
-        // Returns (sender is initiator, how decided).
-        let (sender_inits, by, icmp_dport) = match pkt.proto {
-            ip_proto::TCP => {
-                let f = pkt.tcp_flags;
-                if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0 {
-                    (true, OrientedBy::Handshake, 0)
-                } else if f & tcp_flags::SYN != 0 {
-                    (false, OrientedBy::Handshake, 0)
-                } else {
-                    (port_rule(sport, dport), OrientedBy::ServicePort, 0)
-                }
-            }
-            ip_proto::ICMP | ip_proto::ICMPV6 => match pkt.icmp {
-                Some(i) if is_icmp_request(v6, i.icmp_type) => (true, if is_icmp_echo(v6, i.icmp_type) { OrientedBy::Handshake } else { OrientedBy::FirstPacket }, u16::from(i.icmp_type) << 8 | u16::from(i.code)),
-                Some(i) => match icmp_request_of_reply(v6, i.icmp_type) {
-                    Some(req) => (false, if is_icmp_echo(v6, i.icmp_type) { OrientedBy::Handshake } else { OrientedBy::FirstPacket }, u16::from(req) << 8),
-                    None => (true, OrientedBy::FirstPacket, u16::from(i.icmp_type) << 8 | u16::from(i.code)),
-                },
-                None => (true, OrientedBy::FirstPacket, 0),
-            },
-            _ => {
-                if sport != 0 && is_service_port(sport) && !is_service_port(dport) {
-                    (false, OrientedBy::ServicePort, 0)
-                } else {
-                    (true, OrientedBy::FirstPacket, 0)
-                }
-            }
-        };
-        let mut status = 0;
-        if pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0 {
-            status |= MID_STREAM;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        Flow {
-            id,
-            first: ts,
-            last: ts,
-            packets: [0, 0],
-            bytes: [0, 0],
-            flags: [0, 0],
-            status,
-            icmp_dport,
-            init_lo: src_is_lo == sender_inits,
-            oriented_by: by,
-        }
-    }
-
     fn record(&self, key: &FlowKey, flow: &Flow) -> FlowRecord {
-        let lo = bytes_addr(&key.lo, key.v6);
-        let hi = bytes_addr(&key.hi, key.v6);
-        let (src, sport, dst, dport) = if flow.init_lo {
-            (lo, key.lo_port, hi, key.hi_port)
-        } else {
-            (hi, key.hi_port, lo, key.lo_port)
-        };
-        let icmp = key.proto == ip_proto::ICMP || key.proto == ip_proto::ICMPV6;
-        let (sport, dport) = if icmp { (0, flow.icmp_dport) } else { (sport, dport) };
-        let s = flow.status;
-        let state = if key.proto == ip_proto::TCP {
-            if s & (SYNACK_BACK | PAYLOAD_BACK) != 0 || (s & MID_STREAM != 0 && s & ACK_BACK != 0) {
-                FlowState::Established
-            } else if s & (RST_BACK | ICMP_REJECTED) != 0 {
-                FlowState::Rejected
-            } else if flow.packets[1] > 0 {
-                FlowState::Established
-            } else if s & SYN_FWD == 0 {
-                FlowState::OneWay
-            } else {
-                FlowState::Unanswered
-            }
-        } else if flow.packets[1] > 0 {
-            FlowState::Established
-        } else if s & ICMP_REJECTED != 0 {
-            FlowState::Rejected
-        } else {
-            FlowState::Unanswered
-        };
-        let cid = if icmp {
-            community_id(0, src, dst, key.proto, dport >> 8, dport & 0xff)
-        } else {
-            community_id(0, src, dst, key.proto, sport, dport)
-        };
-        FlowRecord {
-            id: flow.id,
-            first: flow.first,
-            last: flow.last,
-            proto: Proto(key.proto),
-            src,
-            sport,
-            dst,
-            dport,
-            packets: flow.packets[0],
-            bytes: flow.bytes[0],
-            rpackets: flow.packets[1],
-            rbytes: flow.bytes[1],
-            answered: state.answered(),
-            state,
-            tcp_flags: TcpFlags(flow.flags[0]),
-            rtcp_flags: TcpFlags(flow.flags[1]),
-            oriented_by: flow.oriented_by,
-            vlan: self.vlans.get(usize::from(key.vlan)).map(|v| v.as_slice().to_vec()).unwrap_or_default(),
-            source: self.sources.get(usize::from(key.source)).cloned().unwrap_or_else(|| Arc::from("?")),
-            sampling: 1,
-            community_id: cid,
-        }
+        make_record(&self.sources, &self.vlans, key, flow)
     }
 
     /// Ends every flow idle past its timeout at the table's current time.
@@ -594,7 +551,8 @@ impl FlowTable {
                 out.push(self.record(&k, &f));
             }
         }
-        self.fragments.retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
+        self.fragments
+            .retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
     }
 
     /// Makes room when the table is full: expired flows first, then
@@ -620,7 +578,8 @@ impl FlowTable {
             }
         }
         if self.flows.len() > target {
-            let mut lasts: Vec<(Timestamp, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last, *k)).collect();
+            let mut lasts: Vec<(Timestamp, FlowKey)> =
+                self.flows.iter().map(|(k, f)| (f.last, *k)).collect();
             let n = self.flows.len() - target;
             lasts.select_nth_unstable_by_key(n.saturating_sub(1), |e| e.0);
             for (_, k) in lasts.into_iter().take(n) {
@@ -641,6 +600,179 @@ impl FlowTable {
         }
         out[start..].sort_by(|a, b| a.first.cmp(&b.first).then(a.id.cmp(&b.id)));
         self.fragments.clear();
+    }
+}
+
+fn idle_timeout(config: &TableConfig, key: &FlowKey, flow: &Flow) -> u64 {
+    match key.proto {
+        ip_proto::TCP => {
+            if flow.status & (RST_ANY) != 0
+                || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK
+            {
+                config.tcp_closed_grace_secs
+            } else if flow.status & (SYNACK_BACK | PAYLOAD_BACK | ACK_BACK) == 0
+                && flow.packets[1] == 0
+            {
+                config.tcp_half_open_secs
+            } else {
+                config.tcp_idle_secs
+            }
+        }
+        ip_proto::UDP => config.udp_idle_secs,
+        ip_proto::ICMP | ip_proto::ICMPV6 => config.icmp_idle_secs,
+        _ => config.other_idle_secs,
+    }
+}
+
+fn expired(config: &TableConfig, key: &FlowKey, flow: &Flow, now: Timestamp) -> bool {
+    flow.last.plus_secs(idle_timeout(config, key, flow)) < now
+}
+
+fn start_flow(
+    next_id: &mut u64,
+    key: &FlowKey,
+    src_is_lo: bool,
+    sport: u16,
+    dport: u16,
+    pkt: &PacketInfo,
+    ts: Timestamp,
+) -> Flow {
+    let v6 = key.v6;
+    // Returns (sender is initiator, how decided).
+    let (sender_inits, by, icmp_dport) = match pkt.proto {
+        ip_proto::TCP => {
+            let f = pkt.tcp_flags;
+            if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0 {
+                (true, OrientedBy::Handshake, 0)
+            } else if f & tcp_flags::SYN != 0 {
+                (false, OrientedBy::Handshake, 0)
+            } else {
+                (port_rule(sport, dport), OrientedBy::ServicePort, 0)
+            }
+        }
+        ip_proto::ICMP | ip_proto::ICMPV6 => match pkt.icmp {
+            Some(i) if is_icmp_request(v6, i.icmp_type) => (
+                true,
+                if is_icmp_echo(v6, i.icmp_type) {
+                    OrientedBy::Handshake
+                } else {
+                    OrientedBy::FirstPacket
+                },
+                u16::from(i.icmp_type) << 8 | u16::from(i.code),
+            ),
+            Some(i) => match icmp_request_of_reply(v6, i.icmp_type) {
+                Some(req) => (
+                    false,
+                    if is_icmp_echo(v6, i.icmp_type) {
+                        OrientedBy::Handshake
+                    } else {
+                        OrientedBy::FirstPacket
+                    },
+                    u16::from(req) << 8,
+                ),
+                None => (
+                    true,
+                    OrientedBy::FirstPacket,
+                    u16::from(i.icmp_type) << 8 | u16::from(i.code),
+                ),
+            },
+            None => (true, OrientedBy::FirstPacket, 0),
+        },
+        _ => {
+            if sport != 0 && is_service_port(sport) && !is_service_port(dport) {
+                (false, OrientedBy::ServicePort, 0)
+            } else {
+                (true, OrientedBy::FirstPacket, 0)
+            }
+        }
+    };
+    let mut status = 0;
+    if pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0 {
+        status |= MID_STREAM;
+    }
+    let id = *next_id;
+    *next_id += 1;
+    Flow {
+        id,
+        first: ts,
+        last: ts,
+        packets: [0, 0],
+        bytes: [0, 0],
+        flags: [0, 0],
+        status,
+        icmp_dport,
+        init_lo: src_is_lo == sender_inits,
+        oriented_by: by,
+    }
+}
+
+fn make_record(sources: &[Arc<str>], vlans: &[Vlans], key: &FlowKey, flow: &Flow) -> FlowRecord {
+    let lo = bytes_addr(&key.lo, key.v6);
+    let hi = bytes_addr(&key.hi, key.v6);
+    let (src, sport, dst, dport) = if flow.init_lo {
+        (lo, key.lo_port, hi, key.hi_port)
+    } else {
+        (hi, key.hi_port, lo, key.lo_port)
+    };
+    let icmp = key.proto == ip_proto::ICMP || key.proto == ip_proto::ICMPV6;
+    let (sport, dport) = if icmp {
+        (0, flow.icmp_dport)
+    } else {
+        (sport, dport)
+    };
+    let s = flow.status;
+    let state = if key.proto == ip_proto::TCP {
+        if s & (SYNACK_BACK | PAYLOAD_BACK) != 0 || (s & MID_STREAM != 0 && s & ACK_BACK != 0) {
+            FlowState::Established
+        } else if s & (RST_BACK | ICMP_REJECTED) != 0 {
+            FlowState::Rejected
+        } else if flow.packets[1] > 0 {
+            FlowState::Established
+        } else if s & SYN_FWD == 0 {
+            FlowState::OneWay
+        } else {
+            FlowState::Unanswered
+        }
+    } else if flow.packets[1] > 0 {
+        FlowState::Established
+    } else if s & ICMP_REJECTED != 0 {
+        FlowState::Rejected
+    } else {
+        FlowState::Unanswered
+    };
+    let cid = if icmp {
+        community_id(0, src, dst, key.proto, dport >> 8, dport & 0xff)
+    } else {
+        community_id(0, src, dst, key.proto, sport, dport)
+    };
+    FlowRecord {
+        id: flow.id,
+        first: flow.first,
+        last: flow.last,
+        proto: Proto(key.proto),
+        src,
+        sport,
+        dst,
+        dport,
+        packets: flow.packets[0],
+        bytes: flow.bytes[0],
+        rpackets: flow.packets[1],
+        rbytes: flow.bytes[1],
+        answered: state.answered(),
+        state,
+        tcp_flags: TcpFlags(flow.flags[0]),
+        rtcp_flags: TcpFlags(flow.flags[1]),
+        oriented_by: flow.oriented_by,
+        vlan: vlans
+            .get(usize::from(key.vlan))
+            .map(|v| v.as_slice().to_vec())
+            .unwrap_or_default(),
+        source: sources
+            .get(usize::from(key.source))
+            .cloned()
+            .unwrap_or_else(|| Arc::from("?")),
+        sampling: 1,
+        community_id: cid,
     }
 }
 
@@ -686,13 +818,30 @@ mod tests {
     }
 
     fn udp(src: &str, sport: u16, dst: &str, dport: u16, payload: u32) -> PacketInfo {
-        PacketInfo { proto: ip_proto::UDP, tcp_flags: 0, ip_len: 28 + payload, ..tcp(src, sport, dst, dport, 0, payload) }
+        PacketInfo {
+            proto: ip_proto::UDP,
+            tcp_flags: 0,
+            ip_len: 28 + payload,
+            ..tcp(src, sport, dst, dport, 0, payload)
+        }
     }
 
-    fn icmp(src: &str, dst: &str, t: u8, code: u8, id: Option<u16>, quoted: Option<Quoted>) -> PacketInfo {
+    fn icmp(
+        src: &str,
+        dst: &str,
+        t: u8,
+        code: u8,
+        id: Option<u16>,
+        quoted: Option<Quoted>,
+    ) -> PacketInfo {
         PacketInfo {
             proto: ip_proto::ICMP,
-            icmp: Some(IcmpInfo { icmp_type: t, code, echo_id: id, quoted }),
+            icmp: Some(IcmpInfo {
+                icmp_type: t,
+                code,
+                echo_id: id,
+                quoted,
+            }),
             ..udp(src, 0, dst, 0, 36)
         }
     }
@@ -705,7 +854,10 @@ mod tests {
         run_with(TableConfig::default(), packets)
     }
 
-    fn run_with(config: TableConfig, packets: &[(i64, PacketInfo)]) -> (Vec<FlowRecord>, TableStats) {
+    fn run_with(
+        config: TableConfig,
+        packets: &[(i64, PacketInfo)],
+    ) -> (Vec<FlowRecord>, TableStats) {
         let mut t = FlowTable::new(config);
         let src = t.add_source("test.pcap");
         let mut out = Vec::new();
@@ -727,7 +879,10 @@ mod tests {
         ]);
         assert_eq!(flows.len(), 1);
         let f = &flows[0];
-        assert_eq!((f.src, f.sport, f.dst, f.dport), (ip(C), 51514, ip(S), 5432));
+        assert_eq!(
+            (f.src, f.sport, f.dst, f.dport),
+            (ip(C), 51514, ip(S), 5432)
+        );
         assert_eq!((f.packets, f.bytes, f.rpackets, f.rbytes), (3, 220, 2, 380));
         assert_eq!(f.state, FlowState::Established);
         assert_eq!(f.answered, Some(true));
@@ -767,8 +922,14 @@ mod tests {
             (1, tcp(C, 40000, S, 30000, ACK | PSH, 10)),
         ]);
         let pg = flows.iter().find(|f| f.dport == 5432).expect("pg flow");
-        assert_eq!((pg.src, pg.oriented_by, pg.state), (ip(C), OrientedBy::ServicePort, FlowState::Established));
-        let hi = flows.iter().find(|f| f.dport == 30000).expect("lower port is the responder");
+        assert_eq!(
+            (pg.src, pg.oriented_by, pg.state),
+            (ip(C), OrientedBy::ServicePort, FlowState::Established)
+        );
+        let hi = flows
+            .iter()
+            .find(|f| f.dport == 30000)
+            .expect("lower port is the responder");
         assert_eq!(hi.src, ip(C));
         // Data one way only, no SYN seen: the reverse direction was not visible.
         assert_eq!(hi.state, FlowState::OneWay);
@@ -784,10 +945,19 @@ mod tests {
             (2, udp(C, 5353, S, 5353, 10)),
         ]);
         let dns = flows.iter().find(|f| f.dport == 53).expect("dns");
-        assert_eq!((dns.src, dns.oriented_by, dns.state), (ip(C), OrientedBy::FirstPacket, FlowState::Established));
-        let ntp = flows.iter().find(|f| f.dport == 123).expect("ntp reply seen first");
+        assert_eq!(
+            (dns.src, dns.oriented_by, dns.state),
+            (ip(C), OrientedBy::FirstPacket, FlowState::Established)
+        );
+        let ntp = flows
+            .iter()
+            .find(|f| f.dport == 123)
+            .expect("ntp reply seen first");
         // The service answered, even if its request was not captured.
-        assert_eq!((ntp.src, ntp.oriented_by, ntp.state), (ip(C), OrientedBy::ServicePort, FlowState::Established));
+        assert_eq!(
+            (ntp.src, ntp.oriented_by, ntp.state),
+            (ip(C), OrientedBy::ServicePort, FlowState::Established)
+        );
         assert_eq!((ntp.packets, ntp.rpackets), (0, 1));
         let mdns = flows.iter().find(|f| f.dport == 5353).expect("mdns");
         assert_eq!(mdns.oriented_by, OrientedBy::FirstPacket);
@@ -795,7 +965,13 @@ mod tests {
 
     #[test]
     fn icmp_echo_pairs_and_errors_reject() {
-        let q = Quoted { src: ip(C), dst: ip(S), proto: ip_proto::UDP, sport: 40000, dport: 161 };
+        let q = Quoted {
+            src: ip(C),
+            dst: ip(S),
+            proto: ip_proto::UDP,
+            sport: 40000,
+            dport: 161,
+        };
         let (flows, _) = run(&[
             (0, icmp(C, S, 8, 0, Some(7), None)),
             (0, icmp(S, C, 0, 0, Some(7), None)),
@@ -803,14 +979,23 @@ mod tests {
             (2, udp(C, 40000, S, 161, 40)),
             (2, icmp(S, C, 3, 3, None, Some(q))),
         ]);
-        let echo7 = flows.iter().find(|f| f.proto.0 == 1 && f.packets == 1 && f.rpackets == 1).expect("echo 7");
+        let echo7 = flows
+            .iter()
+            .find(|f| f.proto.0 == 1 && f.packets == 1 && f.rpackets == 1)
+            .expect("echo 7");
         assert_eq!((echo7.src, echo7.sport, echo7.dport), (ip(C), 0, 8 * 256));
         assert_eq!(echo7.state, FlowState::Established);
-        let echo8 = flows.iter().find(|f| f.proto.0 == 1 && f.rpackets == 0 && f.dport == 2048).expect("echo 8");
+        let echo8 = flows
+            .iter()
+            .find(|f| f.proto.0 == 1 && f.rpackets == 0 && f.dport == 2048)
+            .expect("echo 8");
         assert_eq!(echo8.state, FlowState::Unanswered);
         let snmp = flows.iter().find(|f| f.dport == 161).expect("snmp");
         assert_eq!(snmp.state, FlowState::Rejected);
-        let unreach = flows.iter().find(|f| f.dport == 3 * 256 + 3).expect("the error is a flow of its own");
+        let unreach = flows
+            .iter()
+            .find(|f| f.dport == 3 * 256 + 3)
+            .expect("the error is a flow of its own");
         assert_eq!((unreach.src, unreach.dst), (ip(S), ip(C)));
     }
 
@@ -833,16 +1018,28 @@ mod tests {
 
     #[test]
     fn active_timeout_keeps_orientation() {
-        let config = TableConfig { active_secs: 100, tcp_idle_secs: 1000, ..TableConfig::default() };
-        let mut packets = vec![(0, tcp(C, 41000, S, 80, SYN, 0)), (0, tcp(S, 80, C, 41000, SYN | ACK, 0))];
+        let config = TableConfig {
+            active_secs: 100,
+            tcp_idle_secs: 1000,
+            ..TableConfig::default()
+        };
+        let mut packets = vec![
+            (0, tcp(C, 41000, S, 80, SYN, 0)),
+            (0, tcp(S, 80, C, 41000, SYN | ACK, 0)),
+        ];
         for i in 1..=25 {
             packets.push((i * 10, tcp(S, 80, C, 41000, ACK | PSH, 100)));
         }
         let (flows, stats) = run_with(config, &packets);
         assert_eq!(flows.len(), 3);
         assert_eq!(stats.active_splits, 2);
-        assert!(flows.iter().all(|f| f.src == ip(C) && f.oriented_by == OrientedBy::Handshake && f.state == FlowState::Established));
-        assert_eq!(flows.iter().map(|f| f.packets + f.rpackets).sum::<u64>(), 27);
+        assert!(flows.iter().all(|f| f.src == ip(C)
+            && f.oriented_by == OrientedBy::Handshake
+            && f.state == FlowState::Established));
+        assert_eq!(
+            flows.iter().map(|f| f.packets + f.rpackets).sum::<u64>(),
+            27
+        );
     }
 
     #[test]
@@ -864,7 +1061,10 @@ mod tests {
 
     #[test]
     fn full_table_evicts_half_open_first_and_counts() {
-        let config = TableConfig { max_flows: 20, ..TableConfig::default() };
+        let config = TableConfig {
+            max_flows: 20,
+            ..TableConfig::default()
+        };
         let mut packets = Vec::new();
         for p in 0..10u16 {
             packets.push((0, tcp(C, 40000 + p, S, 443, SYN, 0)));
@@ -879,8 +1079,18 @@ mod tests {
         assert!(stats.peak_live <= 20);
         // Evicted records come out first; none of them is an established flow.
         let evicted = usize::try_from(stats.evicted).unwrap();
-        assert!(flows[..evicted].iter().all(|f| f.state == FlowState::Unanswered && f.dport == 22));
-        assert_eq!(flows.iter().filter(|f| f.state == FlowState::Established).count(), 10);
+        assert!(
+            flows[..evicted]
+                .iter()
+                .all(|f| f.state == FlowState::Unanswered && f.dport == 22)
+        );
+        assert_eq!(
+            flows
+                .iter()
+                .filter(|f| f.state == FlowState::Established)
+                .count(),
+            10
+        );
     }
 
     #[test]
