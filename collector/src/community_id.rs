@@ -34,7 +34,14 @@ fn icmp_counterpart(v6: bool, t: u8) -> Option<u8> {
 
 /// Computes the Community ID of a flow. For ICMP/ICMPv6, `sport` is the
 /// message type and `dport` the code of the packet (or initiator's message).
-pub fn community_id(seed: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> String {
+pub fn community_id(
+    seed: u16,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+) -> String {
     let (mut src, mut dst) = (src.to_canonical(), dst.to_canonical());
     let (mut sport, mut dport) = (sport, dport);
     let has_ports = matches!(
@@ -90,19 +97,93 @@ mod tests {
     #[test]
     fn reference_vectors() {
         let cases = [
-            (6, "128.232.110.120", "66.35.250.204", 34855, 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
-            (6, "66.35.250.204", "128.232.110.120", 80, 34855, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
-            (17, "192.168.1.52", "8.8.8.8", 54585, 53, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
-            (6, "2001:db8::1", "2001:db8::2", 1234, 443, "1:2h29Psz1danTKrAdwKC8Zw31l2Y="),
-            (1, "192.168.0.89", "192.168.0.1", 8, 0, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="),
-            (1, "192.168.0.1", "192.168.0.89", 0, 0, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="),
-            (1, "10.0.0.1", "10.0.0.2", 3, 1, "1:gkoOC4ouXvyYq0Ek/WqwbLoqcxM="),
-            (58, "fe80::1", "fe80::2", 135, 0, "1:7IIPGNVAHI2udmsuJVpA3RMOAqc="),
-            (132, "10.0.0.1", "10.0.0.2", 7, 9, "1:Ftk37c4kPFC4W+O3cKXZoBNHYkg="),
-            (47, "10.0.0.1", "10.0.0.2", 0, 0, "1:+KlEHDT0vJgzs/eNmzHq0aSpRYw="),
+            (
+                6,
+                "128.232.110.120",
+                "66.35.250.204",
+                34855,
+                80,
+                "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            ),
+            (
+                6,
+                "66.35.250.204",
+                "128.232.110.120",
+                80,
+                34855,
+                "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            ),
+            (
+                17,
+                "192.168.1.52",
+                "8.8.8.8",
+                54585,
+                53,
+                "1:d/FP5EW3wiY1vCndhwleRRKHowQ=",
+            ),
+            (
+                6,
+                "2001:db8::1",
+                "2001:db8::2",
+                1234,
+                443,
+                "1:2h29Psz1danTKrAdwKC8Zw31l2Y=",
+            ),
+            (
+                1,
+                "192.168.0.89",
+                "192.168.0.1",
+                8,
+                0,
+                "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=",
+            ),
+            (
+                1,
+                "192.168.0.1",
+                "192.168.0.89",
+                0,
+                0,
+                "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=",
+            ),
+            (
+                1,
+                "10.0.0.1",
+                "10.0.0.2",
+                3,
+                1,
+                "1:gkoOC4ouXvyYq0Ek/WqwbLoqcxM=",
+            ),
+            (
+                58,
+                "fe80::1",
+                "fe80::2",
+                135,
+                0,
+                "1:7IIPGNVAHI2udmsuJVpA3RMOAqc=",
+            ),
+            (
+                132,
+                "10.0.0.1",
+                "10.0.0.2",
+                7,
+                9,
+                "1:Ftk37c4kPFC4W+O3cKXZoBNHYkg=",
+            ),
+            (
+                47,
+                "10.0.0.1",
+                "10.0.0.2",
+                0,
+                0,
+                "1:+KlEHDT0vJgzs/eNmzHq0aSpRYw=",
+            ),
         ];
         for (proto, s, d, sp, dp, want) in cases {
-            assert_eq!(community_id(0, ip(s), ip(d), proto, sp, dp), want, "{proto} {s} {d} {sp} {dp}");
+            assert_eq!(
+                community_id(0, ip(s), ip(d), proto, sp, dp),
+                want,
+                "{proto} {s} {d} {sp} {dp}"
+            );
         }
     }
 }

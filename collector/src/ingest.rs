@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 
 use crate::capture::{CaptureError, CaptureReader, CapturedPacket};
-use crate::packet::{DecodeError, Decoded, Layer, decode};
+use crate::packet::{DecodeError, Decoded, Layer, PacketInfo, decode};
 use crate::record::FlowRecord;
 use crate::table::{FlowTable, Ingested, SourceId};
 use crate::time::Timestamp;
@@ -83,7 +85,10 @@ pub fn expand(path: &Path) -> io::Result<Input> {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.1.cmp(&b.1),
     });
-    Ok(Input::Folder { path: path.to_path_buf(), files: files.into_iter().map(|f| f.1).collect() })
+    Ok(Input::Folder {
+        path: path.to_path_buf(),
+        files: files.into_iter().map(|f| f.1).collect(),
+    })
 }
 
 /// What was read, over all inputs.
@@ -136,21 +141,13 @@ pub fn read_capture(
         if stats.packets & 0xffff == 0 {
             on_progress(reader.bytes_consumed(), stats.packets);
         }
-        let Some(pkt) = reader.next_packet()? else { break };
+        let Some(pkt) = reader.next_packet()? else {
+            break;
+        };
         stats.packets += 1;
         match decode(pkt.linktype, pkt.data) {
             Decoded::Ip(info) => {
-                stats.ip_packets += 1;
-                stats.ip_bytes += u64::from(info.ip_len);
-                if let Some(layer) = info.truncated {
-                    *stats.snaplen_cut.entry(layer).or_insert(0) += 1;
-                }
-                if stats.first.is_none_or(|f| pkt.ts < f) {
-                    stats.first = Some(pkt.ts);
-                }
-                if stats.last.is_none_or(|l| pkt.ts > l) {
-                    stats.last = Some(pkt.ts);
-                }
+                stats.count_ip(&info, pkt.ts);
                 let ingested = table.ingest(source, pkt.ts, &info, &mut out);
                 on_packet(&pkt, &ingested);
                 if !out.is_empty() {
@@ -162,4 +159,120 @@ pub fn read_capture(
         }
     }
     Ok(())
+}
+
+/// A batch of decoded packets passed from the reading thread to the table.
+type Batch = Vec<(Timestamp, PacketInfo)>;
+
+const BATCH: usize = 2048;
+
+/// [`read_capture`] on two threads: one reads and decodes, the caller's
+/// thread runs the flow table. Same counters and results; no per-packet
+/// callback (use [`read_capture`] when raw packets are needed, e.g. evidence).
+pub fn read_capture_pipelined(
+    reader: &mut CaptureReader,
+    source: SourceId,
+    table: &mut FlowTable,
+    stats: &mut ReadStats,
+    on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
+    on_progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(), CaptureError> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(8);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Batch>(10);
+    for _ in 0..10 {
+        // Cannot fail: the channel has room for all of them.
+        let _ = empty_tx.try_send(Vec::with_capacity(BATCH));
+    }
+    thread::scope(|scope| {
+        let decoder = scope.spawn(move || {
+            let mut local = ReadStats::default();
+            let mut batch = Vec::with_capacity(BATCH);
+            let result = (|| {
+                loop {
+                    if local.packets & 0xffff == 0 {
+                        on_progress(reader.bytes_consumed(), local.packets);
+                    }
+                    let Some(pkt) = reader.next_packet()? else { break };
+                    local.packets += 1;
+                    match decode(pkt.linktype, pkt.data) {
+                        Decoded::Ip(info) => {
+                            local.count_ip(&info, pkt.ts);
+                            batch.push((pkt.ts, info));
+                            if batch.len() == BATCH {
+                                let next = empty_rx.recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                                if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Decoded::NotIp(_) => local.non_ip += 1,
+                        Decoded::Error(e) => *local.decode_errors.entry(e).or_insert(0) += 1,
+                    }
+                }
+                Ok(())
+            })();
+            // What was read before an error still counts.
+            if !batch.is_empty() {
+                let _ = full_tx.send(batch);
+            }
+            drop(full_tx);
+            (local, result)
+        });
+        let mut out = Vec::new();
+        for mut batch in full_rx.iter() {
+            for (ts, info) in batch.drain(..) {
+                table.ingest(source, ts, &info, &mut out);
+                if !out.is_empty() {
+                    on_flows(&mut out);
+                }
+            }
+            let _ = empty_tx.try_send(batch);
+        }
+        drop(empty_tx);
+        let (local, result) = match decoder.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        stats.merge(local);
+        result
+    })
+}
+
+impl ReadStats {
+    fn count_ip(&mut self, info: &PacketInfo, ts: Timestamp) {
+        self.ip_packets += 1;
+        self.ip_bytes += u64::from(info.ip_len);
+        if let Some(layer) = info.truncated {
+            *self.snaplen_cut.entry(layer).or_insert(0) += 1;
+        }
+        if self.first.is_none_or(|f| ts < f) {
+            self.first = Some(ts);
+        }
+        if self.last.is_none_or(|l| ts > l) {
+            self.last = Some(ts);
+        }
+    }
+
+    /// Adds another reading's counters to these.
+    pub fn merge(&mut self, other: ReadStats) {
+        self.packets += other.packets;
+        self.ip_packets += other.ip_packets;
+        self.ip_bytes += other.ip_bytes;
+        self.non_ip += other.non_ip;
+        for (k, v) in other.decode_errors {
+            *self.decode_errors.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.snaplen_cut {
+            *self.snaplen_cut.entry(k).or_insert(0) += v;
+        }
+        self.first = match (self.first, other.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last, other.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.capture_errors.extend(other.capture_errors);
+    }
 }
