@@ -17,7 +17,9 @@ use zonewatch_collector::table::{FlowTable, TableConfig, TableStats};
 use zonewatch_collector::time::Timestamp;
 use zonewatch_zones::{PathQuery, Policy};
 
-use crate::flags::{AnalyzeArgs, FindingFormat, FlowFormat, FlowsArgs, InputArgs, Progress, ZonesCommand};
+use crate::flags::{
+    AnalyzeArgs, FindingFormat, FlowFormat, FlowsArgs, InputArgs, Progress, ZonesCommand,
+};
 
 fn table_config(a: &InputArgs) -> TableConfig {
     TableConfig {
@@ -47,8 +49,10 @@ fn progress_bar(a: &InputArgs, inputs: &[Input]) -> Option<ProgressBar> {
         .sum();
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     Some(bar)
 }
@@ -103,25 +107,37 @@ fn read_all(
                     continue;
                 }
             };
-            let mut on_packet = |pkt: &zonewatch_collector::capture::CapturedPacket<'_>, ing: &zonewatch_collector::table::Ingested| {
-                if let Some(ev) = evidence.borrow_mut().as_deref_mut() {
-                    if ing.new {
-                        // Decide once per flow whether its packets are worth keeping.
-                        let keep = match (&mut suspect, zonewatch_collector::packet::decode(pkt.linktype, pkt.data)) {
-                            (Some(f), zonewatch_collector::packet::Decoded::Ip(info)) => f(&info),
-                            _ => false,
-                        };
-                        if keep {
-                            ev.flows.insert(ing.flow_id, Vec::new());
+            let mut on_packet =
+                |pkt: &zonewatch_collector::capture::CapturedPacket<'_>,
+                 ing: &zonewatch_collector::table::Ingested| {
+                    if let Some(ev) = evidence.borrow_mut().as_deref_mut() {
+                        if ing.new {
+                            // Decide once per flow whether its packets are worth keeping.
+                            let keep = match (
+                                &mut suspect,
+                                zonewatch_collector::packet::decode(pkt.linktype, pkt.data),
+                            ) {
+                                (Some(f), zonewatch_collector::packet::Decoded::Ip(info)) => {
+                                    f(&info)
+                                }
+                                _ => false,
+                            };
+                            if keep {
+                                ev.flows.insert(ing.flow_id, Vec::new());
+                            }
+                        }
+                        if let Some(buf) = ev.flows.get_mut(&ing.flow_id)
+                            && buf.len() < ev.per_flow
+                        {
+                            buf.push(Kept {
+                                ts: pkt.ts,
+                                linktype: pkt.linktype,
+                                wire_len: pkt.wire_len,
+                                data: pkt.data.to_vec(),
+                            });
                         }
                     }
-                    if let Some(buf) = ev.flows.get_mut(&ing.flow_id)
-                        && buf.len() < ev.per_flow
-                    {
-                        buf.push(Kept { ts: pkt.ts, linktype: pkt.linktype, wire_len: pkt.wire_len, data: pkt.data.to_vec() });
-                    }
-                }
-            };
+                };
             let mut on_flows = |out: &mut Vec<FlowRecord>| {
                 if sink_err.is_none()
                     && let Err(e) = sink(out, &mut kept_ids)
@@ -131,22 +147,37 @@ fn read_all(
                 settle_evidence(evidence.borrow_mut().as_deref_mut(), out, &mut kept_ids);
                 out.clear();
             };
-            let mut on_progress = |bytes: u64, packets: u64| {
+            let on_progress = |bytes: u64, packets: u64| {
                 if let Some(b) = &bar {
                     b.set_position(done_bytes + bytes);
                     let secs = b.elapsed().as_secs_f64().max(1e-3);
-                    b.set_message(format!("{packets} packets, {:.0} packets/s", packets as f64 / secs));
+                    b.set_message(format!(
+                        "{packets} packets, {:.0} packets/s",
+                        packets as f64 / secs
+                    ));
                 }
             };
-            let res = ingest::read_capture(
-                &mut reader,
-                source,
-                &mut table,
-                &mut stats,
-                &mut on_packet,
-                &mut on_flows,
-                &mut on_progress,
-            );
+            // Evidence needs the raw packets next to the table: one thread then.
+            let res = if evidence.borrow().is_some() {
+                ingest::read_capture(
+                    &mut reader,
+                    source,
+                    &mut table,
+                    &mut stats,
+                    &mut on_packet,
+                    &mut on_flows,
+                    &mut |b, p| on_progress(b, p),
+                )
+            } else {
+                ingest::read_capture_pipelined(
+                    &mut reader,
+                    source,
+                    &mut table,
+                    &mut stats,
+                    &mut on_flows,
+                    &on_progress,
+                )
+            };
             done_bytes += reader.bytes_consumed();
             if let Some(b) = &bar {
                 b.set_position(done_bytes);
@@ -213,7 +244,10 @@ fn summary(stats: &ReadStats, table: &TableStats) -> String {
         problems.push(format!("{} header cut by snaplen {}", layer.as_str(), n));
     }
     if table.orphan_fragments > 0 {
-        problems.push(format!("fragments without their first {}", table.orphan_fragments));
+        problems.push(format!(
+            "fragments without their first {}",
+            table.orphan_fragments
+        ));
     }
     problems.extend(stats.capture_errors.iter().cloned());
     if problems.is_empty() {
@@ -252,7 +286,10 @@ pub fn flows(a: FlowsArgs) -> Result<ExitCode> {
 }
 
 fn today() -> (i32, u32, u32) {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     let (y, m, d) = Timestamp::from_secs_nanos(i64::try_from(secs).unwrap_or(0), 0).date();
     (i32::try_from(y).unwrap_or(1970), m, d)
 }
@@ -260,19 +297,30 @@ fn today() -> (i32, u32, u32) {
 /// `zonewatch analyze`.
 pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     let fail_on = match &a.fail_on {
-        Some(s) => Some(
-            s.parse::<Severity>()
-                .map_err(|_| anyhow::anyhow!("--fail-on {s:?}: expected info, low, medium, high or critical"))?,
-        ),
+        Some(s) => Some(s.parse::<Severity>().map_err(|_| {
+            anyhow::anyhow!("--fail-on {s:?}: expected info, low, medium, high or critical")
+        })?),
         None => None,
     };
-    let policy = Policy::load(&a.zones).map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("zones file {} is not usable; `zonewatch zones check {}` lists every problem", a.zones.display(), a.zones.display()))?;
+    let policy = Policy::load(&a.zones)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "zones file {} is not usable; `zonewatch zones check {}` lists every problem",
+                a.zones.display(),
+                a.zones.display()
+            )
+        })?;
     let inputs = expand_inputs(&a.input)?;
     if let Some(dir) = &a.evidence_dir {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create evidence folder {}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create evidence folder {}", dir.display()))?;
     }
-    let config = AnalyzerConfig { max_evidence: a.max_evidence.max(1), max_initiators: 10, today: today() };
+    let config = AnalyzerConfig {
+        max_evidence: a.max_evidence.max(1),
+        max_initiators: 10,
+        today: today(),
+    };
     let mut analyzer = Analyzer::new(&policy, config);
     let mut evidence = a.evidence_dir.as_ref().map(|_| Evidence {
         per_flow: a.evidence_packets.max(1),
@@ -290,8 +338,15 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
             Ok(())
         };
         let policy_ref = &policy;
-        let mut suspect = |p: &zonewatch_collector::packet::PacketInfo| policy_suspect(policy_ref, p);
-        read_all(&a.input, &inputs, Some(&mut suspect), evidence.as_mut(), &mut sink)?
+        let mut suspect =
+            |p: &zonewatch_collector::packet::PacketInfo| policy_suspect(policy_ref, p);
+        read_all(
+            &a.input,
+            &inputs,
+            Some(&mut suspect),
+            evidence.as_mut(),
+            &mut sink,
+        )?
     };
     let report = analyzer.finish();
     let stdout = io::stdout();
@@ -316,19 +371,31 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         Some(t) => report.findings.iter().any(|f| f.severity >= t),
         None => false,
     };
-    Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failing {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn policy_suspect(policy: &Policy, p: &zonewatch_collector::packet::PacketInfo) -> bool {
     use zonewatch_zones::{AddressClass, Decision};
-    let icmp_port = p.icmp.map(|i| u16::from(i.icmp_type) << 8 | u16::from(i.code));
+    let icmp_port = p
+        .icmp
+        .map(|i| u16::from(i.icmp_type) << 8 | u16::from(i.code));
     let check = |src, dst, dport| {
-        let v = policy.evaluate(&PathQuery { src, dst, proto: p.proto, dport });
+        let v = policy.evaluate(&PathQuery {
+            src,
+            dst,
+            proto: p.proto,
+            dport,
+        });
         matches!(v.decision, Decision::NotAllowed | Decision::Denied { .. })
             || v.src.class == AddressClass::Undeclared
             || v.dst.class == AddressClass::Undeclared
     };
-    check(p.src, p.dst, icmp_port.unwrap_or(p.dport)) || check(p.dst, p.src, icmp_port.unwrap_or(p.sport))
+    check(p.src, p.dst, icmp_port.unwrap_or(p.dport))
+        || check(p.dst, p.src, icmp_port.unwrap_or(p.sport))
 }
 
 fn findings_summary(r: &Report) -> String {
@@ -340,7 +407,11 @@ fn findings_summary(r: &Report) -> String {
     let mut s = format!(
         "zonewatch: {} findings{}, {} suppressed; {} flows: {} allowed, {} flagged, {} local",
         r.findings.len(),
-        if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) },
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        },
         r.suppressed.len(),
         r.stats.flows,
         r.stats.allowed,
@@ -350,24 +421,37 @@ fn findings_summary(r: &Report) -> String {
     let expired: Vec<String> = r
         .findings
         .iter()
-        .filter_map(|f| f.expired_suppression.as_ref().map(|n| format!("{} (until {})", n.rule, n.until.as_deref().unwrap_or("-"))))
+        .filter_map(|f| {
+            f.expired_suppression
+                .as_ref()
+                .map(|n| format!("{} (until {})", n.rule, n.until.as_deref().unwrap_or("-")))
+        })
         .collect();
     if !expired.is_empty() {
-        s.push_str(&format!("; expired suppressions no longer applied: {}", expired.join(", ")));
+        s.push_str(&format!(
+            "; expired suppressions no longer applied: {}",
+            expired.join(", ")
+        ));
     }
     s
 }
 
 fn write_evidence(dir: &Path, findings: &[Finding], ev: &Evidence) -> Result<()> {
     for f in findings {
-        let mut packets: Vec<&Kept> = f.evidence.iter().filter_map(|e| ev.kept.get(&e.id)).flatten().collect();
+        let mut packets: Vec<&Kept> = f
+            .evidence
+            .iter()
+            .filter_map(|e| ev.kept.get(&e.id))
+            .flatten()
+            .collect();
         if packets.is_empty() {
             continue;
         }
         packets.sort_by_key(|k| k.ts);
         let linktype = packets[0].linktype;
         let path: PathBuf = dir.join(format!("{}-{}.pcap", f.id, f.kind));
-        let file = fs::File::create(&path).with_context(|| format!("cannot write evidence {}", path.display()))?;
+        let file = fs::File::create(&path)
+            .with_context(|| format!("cannot write evidence {}", path.display()))?;
         let mut pw = PcapWriter::new(BufWriter::new(file), linktype, 262_144)?;
         for k in packets.iter().filter(|k| k.linktype == linktype) {
             pw.write_packet(k.ts, k.wire_len, &k.data)?;
@@ -394,7 +478,12 @@ pub fn zones(z: ZonesCommand) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
-        ZonesCommand::Explain { file, src, dst, service } => {
+        ZonesCommand::Explain {
+            file,
+            src,
+            dst,
+            service,
+        } => {
             let policy = Policy::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let q = PathQuery::parse(&src, &dst, &service).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", policy.explain(&q));

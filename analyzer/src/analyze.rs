@@ -6,7 +6,9 @@ use hashbrown::{HashMap, HashSet};
 use zonewatch_collector::packet::ip_proto;
 use zonewatch_collector::time::Timestamp;
 use zonewatch_collector::{FlowRecord, FlowState, OrientedBy};
-use zonewatch_zones::{AddressClass, Decision, Exposure, PathQuery, Policy, Severity, Trust, Verdict, ZoneId};
+use zonewatch_zones::{
+    AddressClass, Decision, Exposure, PathQuery, Policy, Severity, Trust, Verdict, ZoneId,
+};
 
 use crate::finding::{Confidence, Finding, FindingKind, SuppressionNote, stable_id};
 
@@ -23,7 +25,11 @@ pub struct AnalyzerConfig {
 
 impl Default for AnalyzerConfig {
     fn default() -> Self {
-        AnalyzerConfig { max_evidence: 5, max_initiators: 10, today: (1970, 1, 1) }
+        AnalyzerConfig {
+            max_evidence: 5,
+            max_initiators: 10,
+            today: (1970, 1, 1),
+        }
     }
 }
 
@@ -42,9 +48,22 @@ pub struct AnalyzerStats {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum AggKey {
-    Path { kind: FindingKind, src_zone: ZoneId, dst_zone: ZoneId, dst: IpAddr, proto: u8, dport: u16 },
-    Blocked { initiator: IpAddr, src_zone: ZoneId, dst_zone: ZoneId },
-    Undeclared { addr: IpAddr },
+    Path {
+        kind: FindingKind,
+        src_zone: ZoneId,
+        dst_zone: ZoneId,
+        dst: IpAddr,
+        proto: u8,
+        dport: u16,
+    },
+    Blocked {
+        initiator: IpAddr,
+        src_zone: ZoneId,
+        dst_zone: ZoneId,
+    },
+    Undeclared {
+        addr: IpAddr,
+    },
 }
 
 struct Agg {
@@ -82,7 +101,12 @@ impl Report {
 
 /// The query a flow poses to the policy (ICMP: type*256+code in `dport`).
 pub fn path_query(flow: &FlowRecord) -> PathQuery {
-    PathQuery { src: flow.src, dst: flow.dst, proto: flow.proto.0, dport: flow.dport }
+    PathQuery {
+        src: flow.src,
+        dst: flow.dst,
+        proto: flow.proto.0,
+        dport: flow.dport,
+    }
 }
 
 /// The service as policies name it: `tcp/5432`, `udp/53`, `icmp/8`, `proto/47`.
@@ -112,14 +136,24 @@ fn confidence_of(flow: &FlowRecord) -> Confidence {
 impl<'p> Analyzer<'p> {
     /// A fresh analyzer.
     pub fn new(policy: &'p Policy, config: AnalyzerConfig) -> Analyzer<'p> {
-        Analyzer { policy, config, aggs: HashMap::new(), stats: AnalyzerStats::default() }
+        Analyzer {
+            policy,
+            config,
+            aggs: HashMap::new(),
+            stats: AnalyzerStats::default(),
+        }
     }
 
     /// Whether a flow between these endpoints (either direction) is one a
     /// finding could come from: not allowed, denied, or touching an undeclared address.
     pub fn is_suspect(&self, a: IpAddr, b: IpAddr, proto: u8, port_a: u16, port_b: u16) -> bool {
         let check = |src, dst, dport| {
-            let v = self.policy.evaluate(&PathQuery { src, dst, proto, dport });
+            let v = self.policy.evaluate(&PathQuery {
+                src,
+                dst,
+                proto,
+                dport,
+            });
             matches!(v.decision, Decision::NotAllowed | Decision::Denied { .. })
                 || v.src.class == AddressClass::Undeclared
                 || v.dst.class == AddressClass::Undeclared
@@ -135,7 +169,9 @@ impl<'p> Analyzer<'p> {
             Decision::NotAllowed => {
                 let internet = self.policy.internet();
                 if answered == Some(false) {
-                    let sev = if v.src.zone != internet && self.policy.zone(v.dst.zone).trust == Trust::High {
+                    let sev = if v.src.zone != internet
+                        && self.policy.zone(v.dst.zone).trust == Trust::High
+                    {
                         Severity::Medium
                     } else {
                         Severity::Low
@@ -160,15 +196,27 @@ impl<'p> Analyzer<'p> {
         let verdict = self.policy.evaluate(&path_query(flow));
         for (addr, cls) in [(flow.src, verdict.src), (flow.dst, verdict.dst)] {
             if cls.class == AddressClass::Undeclared {
-                let key = AggKey::Undeclared { addr: addr.to_canonical() };
-                kept |= self.add(key, FindingKind::UndeclaredAddress, Severity::Medium, flow, &verdict);
+                let key = AggKey::Undeclared {
+                    addr: addr.to_canonical(),
+                };
+                kept |= self.add(
+                    key,
+                    FindingKind::UndeclaredAddress,
+                    Severity::Medium,
+                    flow,
+                    &verdict,
+                );
             }
         }
         match self.classify(flow, &verdict) {
             Some((kind, severity)) => {
                 self.stats.flagged += 1;
                 let key = if kind == FindingKind::BlockedAttempt {
-                    AggKey::Blocked { initiator: flow.src, src_zone: verdict.src.zone, dst_zone: verdict.dst.zone }
+                    AggKey::Blocked {
+                        initiator: flow.src,
+                        src_zone: verdict.src.zone,
+                        dst_zone: verdict.dst.zone,
+                    }
                 } else {
                     AggKey::Path {
                         kind,
@@ -187,20 +235,42 @@ impl<'p> Analyzer<'p> {
         kept
     }
 
-    fn add(&mut self, key: AggKey, kind: FindingKind, severity: Severity, flow: &FlowRecord, v: &Verdict) -> bool {
+    fn add(
+        &mut self,
+        key: AggKey,
+        kind: FindingKind,
+        severity: Severity,
+        flow: &FlowRecord,
+        v: &Verdict,
+    ) -> bool {
         let policy = self.policy;
         let config = &self.config;
         let agg = self.aggs.entry(key).or_insert_with_key(|key| {
             let zname = |z: ZoneId| policy.zone(z).name.clone();
             let id_text = match key {
-                AggKey::Path { kind, src_zone, dst_zone, dst, proto, dport } => format!(
+                AggKey::Path {
+                    kind,
+                    src_zone,
+                    dst_zone,
+                    dst,
+                    proto,
+                    dport,
+                } => format!(
                     "{kind}|{}|{}|{dst}|{}",
                     zname(*src_zone),
                     zname(*dst_zone),
                     service_name(*proto, *dport)
                 ),
-                AggKey::Blocked { initiator, src_zone, dst_zone } => {
-                    format!("blocked-attempt|{initiator}|{}|{}", zname(*src_zone), zname(*dst_zone))
+                AggKey::Blocked {
+                    initiator,
+                    src_zone,
+                    dst_zone,
+                } => {
+                    format!(
+                        "blocked-attempt|{initiator}|{}|{}",
+                        zname(*src_zone),
+                        zname(*dst_zone)
+                    )
                 }
                 AggKey::Undeclared { addr } => format!("undeclared-address|{addr}"),
             };
@@ -212,7 +282,13 @@ impl<'p> Analyzer<'p> {
                 ),
                 _ => (zname(v.src.zone), zname(v.dst.zone), v.rule.to_string()),
             };
-            let (suppressed, expired_suppression) = match policy.suppression(kind.as_str(), v, flow.proto.0, flow.dport, config.today) {
+            let (suppressed, expired_suppression) = match policy.suppression(
+                kind.as_str(),
+                v,
+                flow.proto.0,
+                flow.dport,
+                config.today,
+            ) {
                 Some(m) => {
                     let s = m.suppression;
                     let note = SuppressionNote {
@@ -220,9 +296,19 @@ impl<'p> Analyzer<'p> {
                         owner: s.owner.clone(),
                         until: s.until.map(|(y, mo, d)| format!("{y:04}-{mo:02}-{d:02}")),
                         ticket: s.ticket.clone(),
-                        rule: format!("suppress {} {} -> {} (line {})", s.kind.as_deref().unwrap_or("any"), s.from, s.to, s.line),
+                        rule: format!(
+                            "suppress {} {} -> {} (line {})",
+                            s.kind.as_deref().unwrap_or("any"),
+                            s.from,
+                            s.to,
+                            s.line
+                        ),
                     };
-                    if m.expired { (None, Some(note)) } else { (Some(note), None) }
+                    if m.expired {
+                        (None, Some(note))
+                    } else {
+                        (Some(note), None)
+                    }
                 }
                 None => (None, None),
             };
@@ -325,6 +411,10 @@ impl<'p> Analyzer<'p> {
         };
         findings.sort_by(order);
         suppressed.sort_by(order);
-        Report { findings, suppressed, stats: self.stats }
+        Report {
+            findings,
+            suppressed,
+            stats: self.stats,
+        }
     }
 }

@@ -17,7 +17,13 @@ fn json_error(e: serde_json::Error) -> io::Error {
 }
 
 fn initiators_text(f: &Finding) -> String {
-    let mut s = f.initiators.iter().take(3).map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    let mut s = f
+        .initiators
+        .iter()
+        .take(3)
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     if f.initiator_count > 3 {
         s.push_str(&format!(" +{}", f.initiator_count - 3));
     }
@@ -53,7 +59,17 @@ fn row(f: &Finding) -> [String; 9] {
     ]
 }
 
-const HEADER: [&str; 9] = ["SEVERITY", "KIND", "ZONES", "DST", "SERVICE", "INITIATORS", "FLOWS", "ANSWERED", "RULE"];
+const HEADER: [&str; 9] = [
+    "SEVERITY",
+    "KIND",
+    "ZONES",
+    "DST",
+    "SERVICE",
+    "INITIATORS",
+    "FLOWS",
+    "ANSWERED",
+    "RULE",
+];
 
 /// Writes findings as an aligned plain-text table.
 pub fn findings_table(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
@@ -101,21 +117,50 @@ pub fn findings_markdown(w: &mut dyn Write, findings: &[Finding]) -> io::Result<
         writeln!(
             w,
             "{} -> {}, {} flow(s), {} packet(s), {} byte(s), {} answered, confidence {:?}, {} .. {}",
-            f.src_zone, f.dst_zone, f.flows, f.packets, f.bytes, f.answered, f.confidence, f.first, f.last
+            f.src_zone,
+            f.dst_zone,
+            f.flows,
+            f.packets,
+            f.bytes,
+            f.answered,
+            f.confidence,
+            f.first,
+            f.last
         )?;
         writeln!(w, "Decided by: {}", f.rule)?;
         if let Some(s) = &f.suppressed {
-            writeln!(w, "Suppressed: {} (owner {}, {})", s.reason, s.owner, s.rule)?;
+            writeln!(
+                w,
+                "Suppressed: {} (owner {}, {})",
+                s.reason, s.owner, s.rule
+            )?;
         }
         if let Some(s) = &f.expired_suppression {
-            writeln!(w, "Expired suppression (no longer applies): {} (owner {}, until {})", s.reason, s.owner, s.until.as_deref().unwrap_or("-"))?;
+            writeln!(
+                w,
+                "Expired suppression (no longer applies): {} (owner {}, until {})",
+                s.reason,
+                s.owner,
+                s.until.as_deref().unwrap_or("-")
+            )?;
         }
         writeln!(w)?;
         for e in &f.evidence {
             writeln!(
                 w,
                 "- {} {} {}:{} -> {}:{} {} pkts/{} B, back {} pkts/{} B, {} ({})",
-                e.first, e.proto, e.src, e.sport, e.dst, e.dport, e.packets, e.bytes, e.rpackets, e.rbytes, e.state.as_str(), e.community_id
+                e.first,
+                e.proto,
+                e.src,
+                e.sport,
+                e.dst,
+                e.dport,
+                e.packets,
+                e.bytes,
+                e.rpackets,
+                e.rbytes,
+                e.state.as_str(),
+                e.community_id
             )?;
         }
     }
@@ -161,7 +206,12 @@ pub fn flow_csv(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
         Some(false) => "false",
         None => "",
     };
-    let vlan = f.vlan.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(";");
+    let vlan = f
+        .vlan
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(";");
     writeln!(
         w,
         "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",

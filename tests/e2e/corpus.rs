@@ -41,48 +41,107 @@ fn parse_tsv(text: &str) -> Vec<Pkt> {
     for line in lines {
         let row: Vec<&str> = line.split('\t').collect();
         let protocols = first(&cols, &row, "frame.protocols").unwrap_or("");
-        let (src, dst, proto, ip_len, ip_id, frag_later, frag_first) = if let Some(src) = first(&cols, &row, "ip.src") {
-            // The outermost IP header decides; skip frames whose outer IP is IPv6 but listed later.
-            let v6_first = protocols.find(":ipv6").is_some_and(|p6| protocols.find(":ip:").is_none_or(|p4| p6 < p4));
-            if v6_first {
-                let src = first(&cols, &row, "ipv6.src").expect("ipv6.src");
+        let (src, dst, proto, ip_len, ip_id, frag_later, frag_first) =
+            if let Some(src) = first(&cols, &row, "ip.src") {
+                // The outermost IP header decides; skip frames whose outer IP is IPv6 but listed later.
+                let v6_first = protocols
+                    .find(":ipv6")
+                    .is_some_and(|p6| protocols.find(":ip:").is_none_or(|p4| p6 < p4));
+                if v6_first {
+                    let src = first(&cols, &row, "ipv6.src").expect("ipv6.src");
+                    let dst = first(&cols, &row, "ipv6.dst").expect("ipv6.dst");
+                    let plen: u64 = first(&cols, &row, "ipv6.plen")
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap_or(0);
+                    let off: u64 = first(&cols, &row, "ipv6.fraghdr.offset")
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap_or(0);
+                    let more = first(&cols, &row, "ipv6.fraghdr.more").unwrap_or("0");
+                    let nxt = upper_v6(protocols, first(&cols, &row, "ipv6.nxt"));
+                    let id = first(&cols, &row, "ipv6.fraghdr.ident")
+                        .unwrap_or("")
+                        .to_string();
+                    (
+                        src,
+                        dst,
+                        nxt,
+                        plen + 40,
+                        id,
+                        off > 0,
+                        off == 0 && (more == "1" || more == "True"),
+                    )
+                } else {
+                    let dst = first(&cols, &row, "ip.dst").expect("ip.dst");
+                    let proto: u8 = first(&cols, &row, "ip.proto")
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap_or(0);
+                    let len: u64 = first(&cols, &row, "ip.len")
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap_or(0);
+                    let off: u64 = first(&cols, &row, "ip.frag_offset")
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap_or(0);
+                    let mf = first(&cols, &row, "ip.flags.mf").unwrap_or("0");
+                    let id = first(&cols, &row, "ip.id").unwrap_or("").to_string();
+                    (
+                        src,
+                        dst,
+                        proto,
+                        len,
+                        id,
+                        off > 0,
+                        off == 0 && (mf == "1" || mf == "True"),
+                    )
+                }
+            } else if let Some(src) = first(&cols, &row, "ipv6.src") {
                 let dst = first(&cols, &row, "ipv6.dst").expect("ipv6.dst");
-                let plen: u64 = first(&cols, &row, "ipv6.plen").unwrap_or("0").parse().unwrap_or(0);
-                let off: u64 = first(&cols, &row, "ipv6.fraghdr.offset").unwrap_or("0").parse().unwrap_or(0);
+                let plen: u64 = first(&cols, &row, "ipv6.plen")
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
+                let off: u64 = first(&cols, &row, "ipv6.fraghdr.offset")
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
                 let more = first(&cols, &row, "ipv6.fraghdr.more").unwrap_or("0");
                 let nxt = upper_v6(protocols, first(&cols, &row, "ipv6.nxt"));
-                let id = first(&cols, &row, "ipv6.fraghdr.ident").unwrap_or("").to_string();
-                (src, dst, nxt, plen + 40, id, off > 0, off == 0 && (more == "1" || more == "True"))
+                let id = first(&cols, &row, "ipv6.fraghdr.ident")
+                    .unwrap_or("")
+                    .to_string();
+                (
+                    src,
+                    dst,
+                    nxt,
+                    plen + 40,
+                    id,
+                    off > 0,
+                    off == 0 && (more == "1" || more == "True"),
+                )
             } else {
-                let dst = first(&cols, &row, "ip.dst").expect("ip.dst");
-                let proto: u8 = first(&cols, &row, "ip.proto").unwrap_or("0").parse().unwrap_or(0);
-                let len: u64 = first(&cols, &row, "ip.len").unwrap_or("0").parse().unwrap_or(0);
-                let off: u64 = first(&cols, &row, "ip.frag_offset").unwrap_or("0").parse().unwrap_or(0);
-                let mf = first(&cols, &row, "ip.flags.mf").unwrap_or("0");
-                let id = first(&cols, &row, "ip.id").unwrap_or("").to_string();
-                (src, dst, proto, len, id, off > 0, off == 0 && (mf == "1" || mf == "True"))
-            }
-        } else if let Some(src) = first(&cols, &row, "ipv6.src") {
-            let dst = first(&cols, &row, "ipv6.dst").expect("ipv6.dst");
-            let plen: u64 = first(&cols, &row, "ipv6.plen").unwrap_or("0").parse().unwrap_or(0);
-            let off: u64 = first(&cols, &row, "ipv6.fraghdr.offset").unwrap_or("0").parse().unwrap_or(0);
-            let more = first(&cols, &row, "ipv6.fraghdr.more").unwrap_or("0");
-            let nxt = upper_v6(protocols, first(&cols, &row, "ipv6.nxt"));
-            let id = first(&cols, &row, "ipv6.fraghdr.ident").unwrap_or("").to_string();
-            (src, dst, nxt, plen + 40, id, off > 0, off == 0 && (more == "1" || more == "True"))
-        } else {
-            continue;
-        };
+                continue;
+            };
         let (sport, dport) = if frag_later {
             (None, None)
         } else if proto == 6 {
-            (first(&cols, &row, "tcp.srcport").and_then(|p| p.parse().ok()), first(&cols, &row, "tcp.dstport").and_then(|p| p.parse().ok()))
+            (
+                first(&cols, &row, "tcp.srcport").and_then(|p| p.parse().ok()),
+                first(&cols, &row, "tcp.dstport").and_then(|p| p.parse().ok()),
+            )
         } else if proto == 17 {
-            (first(&cols, &row, "udp.srcport").and_then(|p| p.parse().ok()), first(&cols, &row, "udp.dstport").and_then(|p| p.parse().ok()))
+            (
+                first(&cols, &row, "udp.srcport").and_then(|p| p.parse().ok()),
+                first(&cols, &row, "udp.dstport").and_then(|p| p.parse().ok()),
+            )
         } else {
             (None, None)
         };
-        let flags = first(&cols, &row, "tcp.flags").map(|f| u16::from_str_radix(f.trim_start_matches("0x"), 16).unwrap_or(0));
+        let flags = first(&cols, &row, "tcp.flags")
+            .map(|f| u16::from_str_radix(f.trim_start_matches("0x"), 16).unwrap_or(0));
         out.push(Pkt {
             // tshark leaves the time empty where a pcapng block has none it can show.
             ns: first(&cols, &row, "frame.time_epoch").map_or(-1, parse_ns),
@@ -129,7 +188,11 @@ struct Conv {
 }
 
 fn canon(proto: u8, a: IpAddr, ap: u16, b: IpAddr, bp: u16) -> (ConvKey, bool) {
-    if (a, ap) <= (b, bp) { ((proto, a, ap, b, bp), true) } else { ((proto, b, bp, a, ap), false) }
+    if (a, ap) <= (b, bp) {
+        ((proto, a, ap, b, bp), true)
+    } else {
+        ((proto, b, bp, a, ap), false)
+    }
 }
 
 #[test]
@@ -138,19 +201,38 @@ fn flows_match_tshark_per_packet_tables() {
     let expected = corpus.join("expected").join("pcap");
     let mut checked = 0;
     let mut failures = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(corpus.join("pcap")).expect("corpus/pcap").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(corpus.join("pcap"))
+        .expect("corpus/pcap")
+        .map(|e| e.expect("entry").path())
+        .collect();
     files.sort();
     for file in files {
-        let name = file.file_name().expect("name").to_string_lossy().into_owned();
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let tsv = expected.join(format!("{name}.packets.tsv"));
-        let Ok(text) = std::fs::read_to_string(&tsv) else { continue };
+        let Ok(text) = std::fs::read_to_string(&tsv) else {
+            continue;
+        };
         let pkts = parse_tsv(&text);
         let out = zonewatch(&["flows", s(&file)]);
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let flows = jsonl(&out.stdout);
-        let total: u64 = flows.iter().map(|f| f["packets"].as_u64().unwrap() + f["rpackets"].as_u64().unwrap()).sum();
+        let total: u64 = flows
+            .iter()
+            .map(|f| f["packets"].as_u64().unwrap() + f["rpackets"].as_u64().unwrap())
+            .sum();
         if total != pkts.len() as u64 {
-            failures.push(format!("{name}: {total} packets in flows, tshark saw {} IP packets", pkts.len()));
+            failures.push(format!(
+                "{name}: {total} packets in flows, tshark saw {} IP packets",
+                pkts.len()
+            ));
         }
         // Conversations by the outer header; later fragments follow their first.
         let mut frag_owner: HashMap<(IpAddr, IpAddr, String), (u16, u16)> = HashMap::new();
@@ -173,7 +255,11 @@ fn flows_match_tshark_per_packet_tables() {
                 _ => continue,
             };
             let (key, fwd) = canon(p.proto, p.src, ports.0, p.dst, ports.1);
-            let c = convs.entry(key).or_insert_with(|| Conv { first: p.ns, last: p.ns, ..Default::default() });
+            let c = convs.entry(key).or_insert_with(|| Conv {
+                first: p.ns,
+                last: p.ns,
+                ..Default::default()
+            });
             let d = if fwd { &mut c.fwd } else { &mut c.back };
             d.0 += 1;
             d.1 += p.ip_len;
@@ -198,8 +284,23 @@ fn flows_match_tshark_per_packet_tables() {
             let (key, fwd) = canon(proto, src, sp, dst, dp);
             let first = time_ns(f["first"].as_str().unwrap());
             let last = time_ns(f["last"].as_str().unwrap());
-            let e = ours.entry(key).or_insert_with(|| (Conv { first, last, ..Default::default() }, Vec::new()));
-            let (a, b) = ((f["packets"].as_u64().unwrap(), f["bytes"].as_u64().unwrap()), (f["rpackets"].as_u64().unwrap(), f["rbytes"].as_u64().unwrap()));
+            let e = ours.entry(key).or_insert_with(|| {
+                (
+                    Conv {
+                        first,
+                        last,
+                        ..Default::default()
+                    },
+                    Vec::new(),
+                )
+            });
+            let (a, b) = (
+                (f["packets"].as_u64().unwrap(), f["bytes"].as_u64().unwrap()),
+                (
+                    f["rpackets"].as_u64().unwrap(),
+                    f["rbytes"].as_u64().unwrap(),
+                ),
+            );
             let (lo, hi) = if fwd { (a, b) } else { (b, a) };
             e.0.fwd.0 += lo.0;
             e.0.fwd.1 += lo.1;
@@ -211,27 +312,50 @@ fn flows_match_tshark_per_packet_tables() {
         }
         for (key, c) in &convs {
             let Some((o, fl)) = ours.get(key) else {
-                failures.push(format!("{name}: conversation {key:?} is not among our flows"));
+                failures.push(format!(
+                    "{name}: conversation {key:?} is not among our flows"
+                ));
                 continue;
             };
             if (o.fwd, o.back) != (c.fwd, c.back) {
-                failures.push(format!("{name}: {key:?}: ours {:?}/{:?}, tshark {:?}/{:?}", o.fwd, o.back, c.fwd, c.back));
+                failures.push(format!(
+                    "{name}: {key:?}: ours {:?}/{:?}, tshark {:?}/{:?}",
+                    o.fwd, o.back, c.fwd, c.back
+                ));
             }
-            if c.first >= 0 && (o.first != c.first / 1000 * 1000 || o.last != c.last / 1000 * 1000) {
-                failures.push(format!("{name}: {key:?}: times ours {}..{}, tshark {}..{}", o.first, o.last, c.first, c.last));
+            if c.first >= 0 && (o.first != c.first / 1000 * 1000 || o.last != c.last / 1000 * 1000)
+            {
+                failures.push(format!(
+                    "{name}: {key:?}: times ours {}..{}, tshark {}..{}",
+                    o.first, o.last, c.first, c.last
+                ));
             }
             if let Some((ip, port)) = c.syn_sender {
                 let f = fl[0];
                 let src: IpAddr = f["src"].as_str().unwrap().parse().unwrap();
-                if src != ip || f["sport"].as_u64() != Some(u64::from(port)) || f["oriented_by"] != "handshake" {
-                    failures.push(format!("{name}: {key:?}: SYN from {ip}:{port} but flow says src {src}:{} by {}", f["sport"], f["oriented_by"]));
+                if src != ip
+                    || f["sport"].as_u64() != Some(u64::from(port))
+                    || f["oriented_by"] != "handshake"
+                {
+                    failures.push(format!(
+                        "{name}: {key:?}: SYN from {ip}:{port} but flow says src {src}:{} by {}",
+                        f["sport"], f["oriented_by"]
+                    ));
                 }
             }
         }
         checked += 1;
     }
-    assert!(checked >= 40, "only {checked} corpus captures had reference tables");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        checked >= 40,
+        "only {checked} corpus captures had reference tables"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// RFC 3339 with microseconds to epoch nanoseconds.
