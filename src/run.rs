@@ -338,8 +338,9 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
             Ok(())
         };
         let policy_ref = &policy;
-        let mut suspect =
-            |p: &zonewatch_collector::packet::PacketInfo| policy_suspect(policy_ref, p);
+        let mut suspect = |p: &zonewatch_collector::packet::PacketInfo| {
+            zonewatch_analyzer::may_raise_finding(policy_ref, p)
+        };
         read_all(
             &a.input,
             &inputs,
@@ -376,26 +377,6 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn policy_suspect(policy: &Policy, p: &zonewatch_collector::packet::PacketInfo) -> bool {
-    use zonewatch_zones::{AddressClass, Decision};
-    let icmp_port = p
-        .icmp
-        .map(|i| u16::from(i.icmp_type) << 8 | u16::from(i.code));
-    let check = |src, dst, dport| {
-        let v = policy.evaluate(&PathQuery {
-            src,
-            dst,
-            proto: p.proto,
-            dport,
-        });
-        matches!(v.decision, Decision::NotAllowed | Decision::Denied { .. })
-            || v.src.class == AddressClass::Undeclared
-            || v.dst.class == AddressClass::Undeclared
-    };
-    check(p.src, p.dst, icmp_port.unwrap_or(p.dport))
-        || check(p.dst, p.src, icmp_port.unwrap_or(p.sport))
 }
 
 fn findings_summary(r: &Report) -> String {

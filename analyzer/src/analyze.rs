@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
-use zonewatch_collector::packet::ip_proto;
+use zonewatch_collector::packet::{PacketInfo, ip_proto};
 use zonewatch_collector::time::Timestamp;
 use zonewatch_collector::{FlowRecord, FlowState, OrientedBy};
 use zonewatch_zones::{
@@ -120,6 +120,28 @@ pub fn service_name(proto: u8, dport: u16) -> String {
     }
 }
 
+/// Whether the flow a packet starts could raise a finding, whichever side
+/// turns out to be the initiator: not allowed, denied, or touching an
+/// undeclared address. Used to decide which flows' packets to keep as evidence.
+pub fn may_raise_finding(policy: &Policy, p: &PacketInfo) -> bool {
+    let icmp_port = p
+        .icmp
+        .map(|i| u16::from(i.icmp_type) << 8 | u16::from(i.code));
+    let check = |src, dst, dport| {
+        let v = policy.evaluate(&PathQuery {
+            src,
+            dst,
+            proto: p.proto,
+            dport,
+        });
+        matches!(v.decision, Decision::NotAllowed | Decision::Denied { .. })
+            || v.src.class == AddressClass::Undeclared
+            || v.dst.class == AddressClass::Undeclared
+    };
+    check(p.src, p.dst, icmp_port.unwrap_or(p.dport))
+        || check(p.dst, p.src, icmp_port.unwrap_or(p.sport))
+}
+
 fn is_sensitive(policy: &Policy, z: ZoneId) -> bool {
     let zone = policy.zone(z);
     zone.exposure == Exposure::Private || zone.trust == Trust::High
@@ -142,23 +164,6 @@ impl<'p> Analyzer<'p> {
             aggs: HashMap::new(),
             stats: AnalyzerStats::default(),
         }
-    }
-
-    /// Whether a flow between these endpoints (either direction) is one a
-    /// finding could come from: not allowed, denied, or touching an undeclared address.
-    pub fn is_suspect(&self, a: IpAddr, b: IpAddr, proto: u8, port_a: u16, port_b: u16) -> bool {
-        let check = |src, dst, dport| {
-            let v = self.policy.evaluate(&PathQuery {
-                src,
-                dst,
-                proto,
-                dport,
-            });
-            matches!(v.decision, Decision::NotAllowed | Decision::Denied { .. })
-                || v.src.class == AddressClass::Undeclared
-                || v.dst.class == AddressClass::Undeclared
-        };
-        check(a, b, port_b) || check(b, a, port_a)
     }
 
     /// The path finding kind and severity a flow raises under a verdict, if any.

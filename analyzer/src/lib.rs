@@ -23,6 +23,8 @@ mod analyze;
 mod finding;
 pub mod render;
 
-pub use analyze::{Analyzer, AnalyzerConfig, AnalyzerStats, Report, path_query, service_name};
+pub use analyze::{
+    Analyzer, AnalyzerConfig, AnalyzerStats, Report, may_raise_finding, path_query, service_name,
+};
 pub use finding::{Confidence, Finding, FindingKind, SuppressionNote};
 pub use zonewatch_zones::Severity;

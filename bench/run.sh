@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Benchmarks zonewatch against peer tools on one synthetic capture.
+#
+#   bench/run.sh                      # 100k flows, 2M packets
+#   FLOWS=20000 PACKETS=400000 bench/run.sh
+#
+# Builds the release binaries, writes the capture and its zones file into
+# bench/out/ (gitignored) unless they already exist, warms the page cache, then
+# runs every tool RUNS times on the same file. It reports the median wall time,
+# packets/s, max RSS and the ratios to `cat` and to `zonewatch analyze`, and
+# for zonewatch the bytes per live flow: max RSS / peak live flows (from the
+# `peak N live` part of zonewatch's stderr summary).
+# The Markdown table goes to stdout and to bench/out/results.md. Progress goes
+# to stderr. A missing tool is skipped with a note. A failing one is reported
+# with the tail of its stderr, and the benchmark goes on.
+#
+# Environment: FLOWS, PACKETS, SEED, RUNS (default 3), CARGO_TARGET_DIR,
+# SKIP (space-separated row names to skip, e.g. SKIP="tshark").
+
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+
+FLOWS=${FLOWS:-100000}
+PACKETS=${PACKETS:-2000000}
+SEED=${SEED:-1}
+RUNS=${RUNS:-3}
+SKIP=${SKIP:-}
+OUT=bench/out
+BIN=${CARGO_TARGET_DIR:-target}/release
+PCAP=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED.pcap
+ZONES=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED.zones.toml
+GENLOG=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED.gencap.txt
+RUNDIR=$OUT/runs
+RESULTS=$OUT/results.tsv
+TIME_BIN=/usr/bin/time
+
+log() { printf '%s\n' "$*" >&2; }
+
+mkdir -p "$OUT" "$RUNDIR"
+
+# --- build -------------------------------------------------------------------
+log "== building release binaries"
+if ! cargo build --release -p zonewatch -p zonewatch-gencap 2>"$OUT/build.log"; then
+    log "note: building zonewatch failed; its rows will fail. Last lines of the build log:"
+    tail -n 15 "$OUT/build.log" >&2
+    log "== building the generator alone"
+    cargo build --release -p zonewatch-gencap || { log "error: cannot build zonewatch-gencap"; exit 2; }
+fi
+
+# --- capture -----------------------------------------------------------------
+if [[ ! -s $PCAP || ! -s $ZONES ]]; then
+    log "== generating $PCAP ($FLOWS flows, $PACKETS packets, seed $SEED)"
+    if ! "$BIN/zonewatch-gencap" bench --out "$PCAP.tmp" --flows "$FLOWS" --packets "$PACKETS" \
+        --seed "$SEED" --zones-out "$ZONES" 2>"$GENLOG"; then
+        cat "$GENLOG" >&2
+        rm -f "$PCAP.tmp"
+        exit 2
+    fi
+    mv "$PCAP.tmp" "$PCAP"
+fi
+[[ -s $GENLOG ]] && cat "$GENLOG" >&2
+# Packets in the file: from the generator's summary, else capinfos, else the target.
+NPKTS=$(grep -o '[0-9]* packets' "$GENLOG" 2>/dev/null | head -n1 | cut -d' ' -f1)
+if [[ -z $NPKTS ]] && command -v capinfos >/dev/null; then
+    NPKTS=$(capinfos -M -c "$PCAP" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /, "", $2); print $2}')
+fi
+NPKTS=${NPKTS:-$PACKETS}
+SIZE=$(stat -c %s "$PCAP")
+
+log "== warming the page cache"
+cat "$PCAP" >/dev/null
+cat "$PCAP" >/dev/null
+
+# --- measurement ---------------------------------------------------------------
+HAVE_HYPERFINE=0
+command -v hyperfine >/dev/null && HAVE_HYPERFINE=1
+if [[ ! -x $TIME_BIN ]]; then
+    log "error: $TIME_BIN (GNU time, package 'time') is needed for max RSS"
+    exit 2
+fi
+
+: >"$RESULTS"
+NOTES=()
+
+# measure ROW OK_CODES PREPARE CMD [ARGS...]
+#   ROW: row name; OK_CODES: accepted exit codes ("0" or "0 1");
+#   PREPARE: shell run before each timed run (or ""); CMD: the command,
+#   its stdout goes to /dev/null.
+measure() {
+    local row=$1 ok=$2 prepare=$3
+    shift 3
+    local slug=${row// /-}
+    local dir=$RUNDIR/$slug
+    local shown="$* > /dev/null"
+    shown=${shown//$PCAP/F}
+    shown=${shown//$ZONES/Z}
+    shown=${shown//$BIN\//}
+    for s in $SKIP; do
+        if [[ $s == "$slug" || $s == "$1" ]]; then
+            NOTES+=("$row: skipped (SKIP)")
+            return
+        fi
+    done
+    if ! command -v "$1" >/dev/null; then
+        NOTES+=("$row: skipped, \`$1\` is not installed")
+        return
+    fi
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    # One timed run: GNU time records max RSS, the exit code is kept aside
+    # (zonewatch analyze exits 1 when it has findings).
+    {
+        echo '#!/usr/bin/env bash'
+        printf '%q -f %%M -a -o %q ' "$TIME_BIN" "$dir/rss"
+        printf '%q ' "$@"
+        printf '>/dev/null 2>%q\n' "$dir/stderr"
+        printf 'echo $? >>%q\n' "$dir/rc"
+    } >"$dir/cmd.sh"
+    log "== $row: $shown"
+    if ((HAVE_HYPERFINE)); then
+        local hf=(hyperfine --runs "$RUNS" --style basic -N --export-json "$dir/hyperfine.json")
+        if [[ -n $prepare ]]; then
+            printf '%s\n' "$prepare" >"$dir/prepare.sh"
+            hf+=(--prepare "bash $dir/prepare.sh")
+        fi
+        "${hf[@]}" "bash $dir/cmd.sh" >&2
+        # The "times" array of the JSON export, one number per line.
+        awk '/"times"/ { f = 1; next } f && /\]/ { exit } f { gsub(/[ ,]/, ""); print }' \
+            "$dir/hyperfine.json" >"$dir/times"
+    else
+        : >"$dir/times"
+        for ((i = 0; i < RUNS; i++)); do
+            [[ -n $prepare ]] && bash -c "$prepare"
+            local t0 t1
+            t0=$(date +%s%N)
+            bash "$dir/cmd.sh"
+            t1=$(date +%s%N)
+            awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", (b - a) / 1e9 }' >>"$dir/times"
+        done
+    fi
+    local rc bad=""
+    while read -r rc; do
+        [[ " $ok " == *" $rc "* ]] || bad=$rc
+    done <"$dir/rc"
+    if [[ -n $bad ]]; then
+        log "   $row failed (exit $bad); last lines of its stderr:"
+        tail -n 12 "$dir/stderr" | sed 's/^/   | /' >&2
+        NOTES+=("$row: failed with exit code $bad ($(tail -n 1 "$dir/stderr" | cut -c1-160))")
+        printf '%s\t%s\tFAIL\t\t\n' "$row" "$shown" >>"$RESULTS"
+        return
+    fi
+    local median rss peak
+    median=$(sort -g "$dir/times" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    rss=$(grep -o '^[0-9]\+$' "$dir/rss" | sort -n | tail -n 1)
+    peak=$(grep -o 'peak [0-9]* live' "$dir/stderr" | tail -n 1 | grep -o '[0-9]\+')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$row" "$shown" "$median" "$rss" "$peak" >>"$RESULTS"
+}
+
+NFDIR=$OUT/nfpcapd
+measure "zonewatch analyze" "0 1" "" "$BIN/zonewatch" analyze "$PCAP" --zones "$ZONES" --format json
+measure "zonewatch flows" "0" "" "$BIN/zonewatch" flows "$PCAP"
+# softflowd: -r reads the whole file then exits; NetFlow v9 goes to the discard
+# port on loopback. Default flow table (-m 8192): in -r mode it applies no
+# timeouts, so flows are expired oldest-first when the table is full.
+measure "softflowd" "0" "" softflowd -r "$PCAP" -n 127.0.0.1:9 -v 9 -d
+measure "nfpcapd" "0" "rm -rf $NFDIR && mkdir -p $NFDIR" nfpcapd -r "$PCAP" -l "$NFDIR"
+measure "tshark" "0" "" tshark -n -q -r "$PCAP" -z conv,tcp
+measure "tcpdump" "0" "" tcpdump -n -r "$PCAP" -w /dev/null
+measure "cat" "0" "" cat "$PCAP"
+
+# --- report --------------------------------------------------------------------
+{
+    echo "## zonewatch benchmark"
+    echo
+    echo "Capture: \`$PCAP\`: $NPKTS packets, $FLOWS flows, $((SIZE / 1048576)) MiB, from \`zonewatch-gencap bench --flows $FLOWS --packets $PACKETS --seed $SEED\`."
+    echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr). $(date -u +%Y-%m-%dT%H:%M:%SZ)."
+    echo "Median of $RUNS runs from a warm page cache$( ((HAVE_HYPERFINE)) && echo ' (hyperfine)'). Max RSS is from GNU time. F is the capture and Z its zones file."
+    echo
+    awk -F'\t' -v npk="$NPKTS" '
+        { row[NR] = $1; cmd[NR] = $2; t[NR] = $3; rss[NR] = $4; peak[NR] = $5
+          if ($1 == "cat" && $3 != "FAIL") tcat = $3
+          if ($1 == "zonewatch analyze" && $3 != "FAIL") tzw = $3 }
+        END {
+          print "| tool | command | median wall | packets/s | max RSS | × cat | × zonewatch analyze | bytes / live flow |"
+          print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+          for (i = 1; i <= NR; i++) {
+            if (t[i] == "FAIL") { printf "| %s | `%s` | failed | | | | | |\n", row[i], cmd[i]; continue }
+            pps = (t[i] > 0) ? sprintf("%.2f M", npk / t[i] / 1e6) : "-"
+            xc = (tcat > 0) ? sprintf("%.1f", t[i] / tcat) : "-"
+            xz = (tzw > 0) ? sprintf("%.2f", t[i] / tzw) : "-"
+            bpl = (peak[i] > 0) ? sprintf("%.0f (peak %d live)", rss[i] * 1024 / peak[i], peak[i]) : ""
+            printf "| %s | `%s` | %.3f s | %s | %.1f MiB | %s | %s | %s |\n", row[i], cmd[i], t[i], pps, rss[i] / 1024, xc, xz, bpl
+          }
+        }' "$RESULTS"
+    if ((${#NOTES[@]})); then
+        echo
+        for n in "${NOTES[@]}"; do echo "- $n"; done
+    fi
+} | tee "$OUT/results.md"
