@@ -164,7 +164,9 @@ pub fn read_capture(
 /// A batch of decoded packets passed from the reading thread to the table.
 type Batch = Vec<(Timestamp, PacketInfo)>;
 
-const BATCH: usize = 2048;
+const BATCH: usize = 1024;
+/// Batches in flight between the threads (bounds the pipeline's memory).
+const BATCHES: usize = 4;
 
 /// [`read_capture`] on two threads: one reads and decodes, the caller's
 /// thread runs the flow table. Same counters and results; no per-packet
@@ -177,9 +179,9 @@ pub fn read_capture_pipelined(
     on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
     on_progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), CaptureError> {
-    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(8);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Batch>(10);
-    for _ in 0..10 {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Batch>(BATCHES + 2);
+    for _ in 0..BATCHES + 2 {
         // Cannot fail: the channel has room for all of them.
         let _ = empty_tx.try_send(Vec::with_capacity(BATCH));
     }
@@ -192,14 +194,18 @@ pub fn read_capture_pipelined(
                     if local.packets & 0xffff == 0 {
                         on_progress(reader.bytes_consumed(), local.packets);
                     }
-                    let Some(pkt) = reader.next_packet()? else { break };
+                    let Some(pkt) = reader.next_packet()? else {
+                        break;
+                    };
                     local.packets += 1;
                     match decode(pkt.linktype, pkt.data) {
                         Decoded::Ip(info) => {
                             local.count_ip(&info, pkt.ts);
                             batch.push((pkt.ts, info));
                             if batch.len() == BATCH {
-                                let next = empty_rx.recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                                let next = empty_rx
+                                    .recv()
+                                    .unwrap_or_else(|_| Vec::with_capacity(BATCH));
                                 if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
                                     break;
                                 }
