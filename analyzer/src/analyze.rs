@@ -302,10 +302,11 @@ impl<'p> Analyzer<'p> {
                         until: s.until.map(|(y, mo, d)| format!("{y:04}-{mo:02}-{d:02}")),
                         ticket: s.ticket.clone(),
                         rule: format!(
-                            "suppress {} {} -> {} (line {})",
+                            "suppress {} {} -> {} ({}:{})",
                             s.kind.as_deref().unwrap_or("any"),
                             s.from,
                             s.to,
+                            policy.file_name(),
                             s.line
                         ),
                     };

@@ -89,6 +89,8 @@ impl Rule {
 /// `undeclared` and `local`.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// The file it was loaded from, as named.
+    file: String,
     zones: Vec<Zone>,
     groups: Vec<Group>,
     classifier: Classifier,
@@ -147,6 +149,7 @@ impl Policy {
             .map(|z| format!("intra-zone: {}", z.name))
             .collect();
         Policy {
+            file: String::new(),
             deny_by_src: deny_by_src.into_iter().map(Vec::into_boxed_slice).collect(),
             allow_by_src: allow_by_src
                 .into_iter()
@@ -179,7 +182,14 @@ impl Policy {
     /// Checks zones-file text; `file_name` is used in diagnostics and rule texts.
     /// Reports every problem found, not just the first.
     pub fn parse(text: &str, file_name: &str) -> Result<Policy, Error> {
-        crate::config::parse(text, file_name).map_err(|diagnostics| Error::Invalid { diagnostics })
+        let mut policy = crate::config::parse(text, file_name).map_err(|diagnostics| Error::Invalid { diagnostics })?;
+        policy.file = file_name.to_string();
+        Ok(policy)
+    }
+
+    /// The file name the policy was loaded from (for `file:line` references).
+    pub fn file_name(&self) -> &str {
+        &self.file
     }
 
     /// All zones: declared ones in file order, then `internet`, `undeclared`, `local`.
