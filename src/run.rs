@@ -72,13 +72,16 @@ struct Evidence {
     kept: std::collections::HashMap<u64, Vec<Kept>>,
 }
 
+/// Receives ended flows; pushes the ids of flows kept as finding evidence.
+type FlowSink<'a> = dyn FnMut(&[FlowRecord], &mut Vec<u64>) -> Result<()> + 'a;
+
 /// Reads all inputs through one table; `sink` gets ended flows.
 fn read_all(
     a: &InputArgs,
     inputs: &[Input],
     mut suspect: Option<&mut dyn FnMut(&zonewatch_collector::packet::PacketInfo) -> bool>,
     evidence: Option<&mut Evidence>,
-    sink: &mut dyn FnMut(&[FlowRecord], &mut Vec<u64>) -> Result<()>,
+    sink: &mut FlowSink<'_>,
 ) -> Result<(ReadStats, TableStats)> {
     let mut kept_ids = Vec::new();
     // Shared by the packet callback (fills buffers) and the flow callback (settles them).

@@ -401,7 +401,7 @@ impl<'p> Analyzer<'p> {
                     }
                 }
             }
-            f.evidence.sort_by(|a, b| a.first.cmp(&b.first));
+            f.evidence.sort_by_key(|a| a.first);
             if f.suppressed.is_some() {
                 suppressed.push(f);
             } else {
