@@ -195,10 +195,18 @@ fn read_all(
             }
         }
     }
-    let mut out = Vec::new();
-    table.flush(&mut out);
-    sink(&out, &mut kept_ids)?;
-    settle_evidence(evidence.into_inner(), &out, &mut kept_ids);
+    let mut evidence = evidence.into_inner();
+    table.flush_each(&mut |chunk| {
+        if sink_err.is_none()
+            && let Err(e) = sink(chunk, &mut kept_ids)
+        {
+            sink_err = Some(e);
+        }
+        settle_evidence(evidence.as_deref_mut(), chunk, &mut kept_ids);
+    });
+    if let Some(e) = sink_err.take() {
+        return Err(e);
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }

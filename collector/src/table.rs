@@ -102,10 +102,10 @@ const ICMP_REJECTED: u16 = 1 << 9;
 
 #[derive(Debug, Clone)]
 struct Flow {
-    id: u64,
     first: Timestamp,
     last: Timestamp,
-    packets: [u64; 2],
+    /// Packets per direction; a flow reaching `u32::MAX` is reported in parts.
+    packets: [u32; 2],
     bytes: [u64; 2],
     flags: [u8; 2],
     status: u16,
@@ -132,6 +132,8 @@ struct FragEntry {
 }
 
 const MAX_FRAGMENT_ENTRIES: usize = 65_536;
+/// Flows ended per sweep step, so one sweep never builds a huge batch of records.
+const SWEEP_BUDGET: usize = 4096;
 const FRAGMENT_TIMEOUT_SECS: u64 = 30;
 
 /// What [`FlowTable::ingest`] did with a packet.
@@ -153,7 +155,6 @@ pub struct FlowTable {
     sources: Vec<Arc<str>>,
     vlans: Vec<Vlans>,
     vlan_index: HashMap<Vlans, u16>,
-    next_id: u64,
     now: Timestamp,
     next_sweep: Timestamp,
     stats: TableStats,
@@ -216,7 +217,6 @@ impl FlowTable {
             sources: Vec::new(),
             vlans: vec![Vlans::default()],
             vlan_index,
-            next_id: 1,
             now: Timestamp(i64::MIN),
             next_sweep: Timestamp(i64::MIN),
             stats: TableStats::default(),
@@ -262,10 +262,6 @@ impl FlowTable {
         i
     }
 
-    fn expired(&self, key: &FlowKey, flow: &Flow, now: Timestamp) -> bool {
-        expired(&self.config, key, flow, now)
-    }
-
     /// Counts one packet. Ended flows are appended to `out`.
     pub fn ingest(
         &mut self,
@@ -277,10 +273,14 @@ impl FlowTable {
         if ts > self.now {
             self.now = ts;
             if ts >= self.next_sweep {
-                if self.next_sweep != Timestamp(i64::MIN) {
-                    self.sweep(out);
-                }
-                self.next_sweep = ts.plus_secs(self.config.sweep_interval_secs);
+                let complete =
+                    self.next_sweep == Timestamp(i64::MIN) || self.sweep_some(out, SWEEP_BUDGET);
+                // An unfinished sweep goes on at the next packet.
+                self.next_sweep = if complete {
+                    ts.plus_secs(self.config.sweep_interval_secs)
+                } else {
+                    ts
+                };
             }
         }
         let (src, v6) = addr_bytes(pkt.src);
@@ -394,7 +394,6 @@ impl FlowTable {
             flows,
             sources,
             vlans,
-            next_id,
             stats,
             ..
         } = self;
@@ -408,9 +407,11 @@ impl FlowTable {
                     || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK;
                 if expired(config, &key, flow, ts) || (syn && !ack && closed) {
                     out.push(make_record(sources, vlans, &key, flow));
-                    *flow = start_flow(next_id, &key, src_is_lo, sport, dport, pkt, ts);
+                    *flow = start_flow(&key, src_is_lo, sport, dport, pkt, ts);
                     new = true;
-                } else if flow.first.plus_secs(config.active_secs) <= ts {
+                } else if flow.first.plus_secs(config.active_secs) <= ts
+                    || flow.packets.contains(&u32::MAX)
+                {
                     // Active timeout: report what we have, continue with the same orientation.
                     split = Some(make_record(sources, vlans, &key, flow));
                     flow.first = ts;
@@ -423,7 +424,7 @@ impl FlowTable {
             }
             Entry::Vacant(v) => {
                 new = true;
-                v.insert(start_flow(next_id, &key, src_is_lo, sport, dport, pkt, ts))
+                v.insert(start_flow(&key, src_is_lo, sport, dport, pkt, ts))
             }
         };
         if new {
@@ -468,7 +469,7 @@ impl FlowTable {
                 flow.status |= RST_ANY;
             }
         }
-        let flow_id = flow.id;
+        let flow_id = flow_id(&key, flow.first);
         if let Some(mut rec) = split {
             stats.active_splits += 1;
             rec.last = rec.last.min(ts);
@@ -539,20 +540,32 @@ impl FlowTable {
 
     /// Ends every flow idle past its timeout at the table's current time.
     pub fn sweep(&mut self, out: &mut Vec<FlowRecord>) {
+        while !self.sweep_some(out, usize::MAX) {}
+    }
+
+    /// Ends at most `budget` idle flows (bounding the records produced at
+    /// once); returns whether the sweep is complete.
+    fn sweep_some(&mut self, out: &mut Vec<FlowRecord>, budget: usize) -> bool {
         let now = self.now;
-        let mut ended = Vec::new();
-        for (k, f) in &self.flows {
-            if self.expired(k, f, now) {
-                ended.push(*k);
+        let FlowTable {
+            config,
+            flows,
+            sources,
+            vlans,
+            fragments,
+            ..
+        } = self;
+        let mut taken = 0;
+        for (k, f) in flows.extract_if(|k, f| {
+            taken < budget && expired(config, k, f, now) && {
+                taken += 1;
+                true
             }
+        }) {
+            out.push(make_record(sources, vlans, &k, &f));
         }
-        for k in ended {
-            if let Some(f) = self.flows.remove(&k) {
-                out.push(self.record(&k, &f));
-            }
-        }
-        self.fragments
-            .retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
+        fragments.retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
+        taken < budget
     }
 
     /// Makes room when the table is full: expired flows first, then
@@ -593,14 +606,39 @@ impl FlowTable {
 
     /// Ends every live flow (end of input), oldest first.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
-        let start = out.len();
-        let flows = std::mem::take(&mut self.flows);
-        for (k, f) in &flows {
-            out.push(self.record(k, f));
+        self.flush_each(&mut |chunk| out.append(chunk));
+    }
+
+    /// Ends every live flow, oldest first, handing them over in chunks so a
+    /// large table is never held twice (once as flows, once as records).
+    pub fn flush_each(&mut self, on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>)) {
+        const CHUNK: usize = 4096;
+        // Only the start times are sorted (8 bytes a flow); each chunk then
+        // takes the flows up to its last start time out of the table.
+        let mut firsts: Vec<Timestamp> = self.flows.values().map(|f| f.first).collect();
+        firsts.sort_unstable();
+        for window in firsts.chunks(CHUNK) {
+            let Some(&upto) = window.last() else { continue };
+            let mut chunk: Vec<FlowRecord> = Vec::with_capacity(window.len());
+            for (key, flow) in self.flows.extract_if(|_, f| f.first <= upto) {
+                chunk.push(make_record(&self.sources, &self.vlans, &key, &flow));
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            chunk.sort_by_key(|r| (r.first, r.id));
+            on_flows(&mut chunk);
         }
-        out[start..].sort_by(|a, b| a.first.cmp(&b.first).then(a.id.cmp(&b.id)));
+        self.flows = HashMap::new();
         self.fragments.clear();
     }
+}
+
+/// A flow's id: its key and start time, hashed with a fixed seed (stable for
+/// the flow's life; a new record after a split or timeout gets a new id).
+fn flow_id(key: &FlowKey, first: Timestamp) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7a6f_6e65).hash_one((key, first))
 }
 
 fn idle_timeout(config: &TableConfig, key: &FlowKey, flow: &Flow) -> u64 {
@@ -629,7 +667,6 @@ fn expired(config: &TableConfig, key: &FlowKey, flow: &Flow, now: Timestamp) -> 
 }
 
 fn start_flow(
-    next_id: &mut u64,
     key: &FlowKey,
     src_is_lo: bool,
     sport: u16,
@@ -690,10 +727,7 @@ fn start_flow(
     if pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0 {
         status |= MID_STREAM;
     }
-    let id = *next_id;
-    *next_id += 1;
     Flow {
-        id,
         first: ts,
         last: ts,
         packets: [0, 0],
@@ -746,7 +780,7 @@ fn make_record(sources: &[Arc<str>], vlans: &[Vlans], key: &FlowKey, flow: &Flow
         community_id(0, src, dst, key.proto, sport, dport)
     };
     FlowRecord {
-        id: flow.id,
+        id: flow_id(key, flow.first),
         first: flow.first,
         last: flow.last,
         proto: Proto(key.proto),
@@ -754,9 +788,9 @@ fn make_record(sources: &[Arc<str>], vlans: &[Vlans], key: &FlowKey, flow: &Flow
         sport,
         dst,
         dport,
-        packets: flow.packets[0],
+        packets: u64::from(flow.packets[0]),
         bytes: flow.bytes[0],
-        rpackets: flow.packets[1],
+        rpackets: u64::from(flow.packets[1]),
         rbytes: flow.bytes[1],
         answered: state.answered(),
         state,

@@ -182,7 +182,8 @@ impl Policy {
     /// Checks zones-file text; `file_name` is used in diagnostics and rule texts.
     /// Reports every problem found, not just the first.
     pub fn parse(text: &str, file_name: &str) -> Result<Policy, Error> {
-        let mut policy = crate::config::parse(text, file_name).map_err(|diagnostics| Error::Invalid { diagnostics })?;
+        let mut policy = crate::config::parse(text, file_name)
+            .map_err(|diagnostics| Error::Invalid { diagnostics })?;
         policy.file = file_name.to_string();
         Ok(policy)
     }
