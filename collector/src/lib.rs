@@ -30,6 +30,7 @@
 
 pub mod capture;
 pub mod community_id;
+pub mod export;
 pub mod ingest;
 pub mod packet;
 pub mod pcap_writer;
