@@ -51,6 +51,16 @@ pub enum StatedDirection {
     SrcIsResponder,
 }
 
+/// What a firewall did with a flow, as the exporter stated it (AWS VPC Flow
+/// Logs `action`). A rejected record is a blocked flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowAction {
+    /// The traffic was allowed (`ACCEPT`).
+    Accept,
+    /// The traffic was blocked (`REJECT`).
+    Reject,
+}
+
 /// Counters of the reverse direction carried in the same record (RFC 5103
 /// biflow reverse fields, enterprise 29305).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,4 +117,6 @@ pub struct ExportRecord {
     pub input_if: Option<u32>,
     /// Output interface index, if exported.
     pub output_if: Option<u32>,
+    /// The firewall action the export states, if any.
+    pub action: Option<FlowAction>,
 }

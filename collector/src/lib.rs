@@ -36,6 +36,7 @@ pub mod packet;
 pub mod pcap_writer;
 pub mod record;
 pub mod services;
+pub mod stitch;
 pub mod table;
 pub mod time;
 

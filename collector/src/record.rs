@@ -176,6 +176,9 @@ pub struct FlowRecord {
     pub sampling: u32,
     /// Community ID v1, seed 0.
     pub community_id: String,
+    /// For flows from exports: exporter, domain, template and the first record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::stitch::ExportInfo>,
 }
 
 impl FlowRecord {

@@ -807,6 +807,7 @@ fn make_record(sources: &[Arc<str>], vlans: &[Vlans], key: &FlowKey, flow: &Flow
             .unwrap_or_else(|| Arc::from("?")),
         sampling: 1,
         community_id: cid,
+        export: None,
     }
 }
 
