@@ -4,6 +4,9 @@
 #   packet_decoder  every frame of those captures, prefixed with the byte that
 #                   selects its link type (index in packet::linktype::SUPPORTED)
 #   zones_loader    every .toml under examples/
+#   sflow           the UDP payloads of every sFlow capture in netflow/ and malformed/
+#   netflow_v5      the UDP payloads of every NetFlow/IPFIX capture (one datagram each)
+#   netflow_template  each NetFlow/IPFIX capture's payloads framed in sequence
 # Usage: fuzz/seed.sh [CORPUS_DIR]   (default: the workspace's ../shared/corpus)
 set -euo pipefail
 
@@ -90,7 +93,85 @@ else
     echo "no capture corpus at $shared: capture seeds skipped" >&2
 fi
 
+# sflow: the UDP payloads of every sFlow capture (Ethernet/IPv4|IPv6/UDP, pcap).
+mkdir -p "$fuzz_dir/corpus/sflow"
+if [ -d "$shared" ] && command -v python3 >/dev/null; then
+    python3 - "$fuzz_dir/corpus/sflow" "$shared"/netflow/*sflow*.pcap "$shared"/malformed/*sflow*.pcap <<'PY'
+import os, struct, sys
+out, n = sys.argv[1], 0
+for path in sys.argv[2:]:
+    b = open(path, "rb").read()
+    e = "<" if b[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    off, i = 24, 0
+    while off + 16 <= len(b):
+        caplen = struct.unpack(e + "I", b[off + 8:off + 12])[0]
+        f, off, i = b[off + 16:off + 16 + caplen], off + 16 + caplen, i + 1
+        et, p = f[12:14], f[14:]
+        while et == b"\x81\x00" and len(p) >= 4:
+            et, p = p[2:4], p[4:]
+        if et == b"\x08\x00" and len(p) >= 20 and p[9] == 17:
+            p = p[(p[0] & 15) * 4:]
+        elif et == b"\x86\xdd" and len(p) >= 40 and p[6] == 17:
+            p = p[40:]
+        else:
+            continue
+        with open(os.path.join(out, f"{os.path.basename(path)}-{i}"), "wb") as o:
+            o.write(p[8:])
+        n += 1
+print(f"sflow: {n} datagrams")
+PY
+fi
+
+# netflow_v5: every UDP payload of the NetFlow/IPFIX captures in netflow/ and malformed/.
+# netflow_template: per capture (and per split template/data pair), all its
+# payloads framed as [exporter byte 0][u16 BE length][payload], in order.
+mkdir -p "$fuzz_dir/corpus/netflow_v5" "$fuzz_dir/corpus/netflow_template"
+if [ -d "$shared" ] && command -v python3 >/dev/null; then
+    python3 - "$fuzz_dir/corpus" "$shared" <<'PY'
+import glob, os, struct, sys
+out, shared = sys.argv[1], sys.argv[2]
+
+def payloads(path):
+    b = open(path, "rb").read()
+    e = "<" if b[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    off = 24
+    while off + 16 <= len(b):
+        caplen = struct.unpack(e + "I", b[off + 8:off + 12])[0]
+        f, off = b[off + 16:off + 16 + caplen], off + 16 + caplen
+        et, p = f[12:14], f[14:]
+        while et == b"\x81\x00" and len(p) >= 4:
+            et, p = p[2:4], p[4:]
+        if et == b"\x08\x00" and len(p) >= 20 and p[9] == 17:
+            p = p[(p[0] & 15) * 4:]
+        elif et == b"\x86\xdd" and len(p) >= 40 and p[6] == 17:
+            p = p[40:]
+        else:
+            continue
+        yield p[8:]
+
+def framed(ps):
+    return b"".join(b"\x00" + struct.pack(">H", len(p)) + p for p in ps)
+
+files = [f for f in sorted(glob.glob(os.path.join(shared, "netflow", "*.pcap"))) if "sflow" not in f]
+files += [f for f in sorted(glob.glob(os.path.join(shared, "malformed", "fuzz-*.pcap"))) if "sflow" not in f]
+n1 = n2 = 0
+for path in files:
+    name = os.path.basename(path)
+    ps = list(payloads(path))
+    for i, p in enumerate(ps):
+        open(os.path.join(out, "netflow_v5", f"{name}-{i}"), "wb").write(p)
+        n1 += 1
+    open(os.path.join(out, "netflow_template", name), "wb").write(framed(ps))
+    n2 += 1
+    data = path.replace("-template.pcap", "-data.pcap").replace("-templates.pcap", "-data.pcap")
+    if data != path and os.path.exists(data):
+        open(os.path.join(out, "netflow_template", name + "+data"), "wb").write(framed(ps + list(payloads(data))))
+        n2 += 1
+print(f"netflow_v5: {n1} datagrams, netflow_template: {n2} sequences")
+PY
+fi
+
 find "$root/examples" -name '*.toml' -exec cp {} "$fuzz_dir/corpus/zones_loader/" \; 2>/dev/null || true
-for t in capture_reader packet_decoder zones_loader; do
+for t in capture_reader packet_decoder zones_loader sflow netflow_v5 netflow_template; do
     echo "$t: $(find "$fuzz_dir/corpus/$t" -type f ! -name .gitkeep | wc -l) seeds"
 done

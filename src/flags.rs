@@ -28,10 +28,30 @@ pub enum Command {
 /// Inputs and flow-table settings shared by `flows` and `analyze`.
 #[derive(Debug, ClapArgs)]
 pub struct InputArgs {
-    /// Capture files (pcap, pcapng, optionally gzip-compressed), folders of
-    /// captures (read in time order), or `-` for standard input.
-    #[arg(required = true, value_name = "CAPTURE")]
+    /// Capture files (pcap, pcapng, optionally gzip-compressed; captures of
+    /// NetFlow/IPFIX/sFlow export traffic are decoded), AWS VPC Flow Logs
+    /// files, folders of these (read in time order), or `-` for standard input.
+    #[arg(required_unless_present = "listen", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+    /// Receive flow exports over UDP: KIND=ADDR, KIND is `netflow` (v5, v9
+    /// and IPFIX on one port) or `sflow`; ADDR is HOST:PORT, or PORT alone
+    /// for 127.0.0.1:PORT. Repeatable.
+    #[arg(long, value_name = "KIND=ADDR")]
+    pub listen: Vec<String>,
+    /// With --listen: stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Only try UDP datagrams to these destination ports as exports in
+    /// captures (comma-separated; default: any port, recognised by content).
+    #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+    pub export_ports: Option<Vec<u16>>,
+    /// Accept exports only from these exporters (CIDR; repeatable); others
+    /// are dropped and counted.
+    #[arg(long, value_name = "CIDR")]
+    pub allow_exporter: Vec<String>,
+    /// Sampling rate assumed for exports that do not state one.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub default_sampling: u32,
     /// Most flows held at once; beyond it the table evicts (half-open first).
     #[arg(long, default_value_t = 2_000_000, value_name = "N")]
     pub max_flows: usize,
@@ -67,6 +87,10 @@ pub struct FlowsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = FlowFormat::Jsonl)]
     pub format: FlowFormat,
+    /// Print export records as exported, one per record, without stitching
+    /// the two directions (to compare with other decoders).
+    #[arg(long)]
+    pub unidirectional: bool,
 }
 
 /// Flow output formats.

@@ -2,6 +2,8 @@
 //! Exit codes: 0 clean, 1 findings reached `--fail-on`, 2 error.
 
 mod flags;
+mod listen;
+mod read;
 mod run;
 
 use std::io::{self, IsTerminal};

@@ -1,277 +1,24 @@
 //! The verbs, wired from the library crates.
 
 use std::fs;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::{Context, Result};
 use zonewatch_analyzer::{Analyzer, AnalyzerConfig, Finding, Report, Severity, render};
 use zonewatch_collector::FlowRecord;
-use zonewatch_collector::capture::CaptureReader;
-use zonewatch_collector::ingest::{self, Input, ReadStats};
 use zonewatch_collector::pcap_writer::PcapWriter;
-use zonewatch_collector::table::{FlowTable, TableConfig, TableStats};
 use zonewatch_collector::time::Timestamp;
 use zonewatch_zones::{PathQuery, Policy};
 
-use crate::flags::{
-    AnalyzeArgs, FindingFormat, FlowFormat, FlowsArgs, InputArgs, Progress, ZonesCommand,
-};
-
-fn table_config(a: &InputArgs) -> TableConfig {
-    TableConfig {
-        max_flows: a.max_flows.max(16),
-        tcp_idle_secs: a.tcp_idle_secs,
-        udp_idle_secs: a.udp_idle_secs,
-        active_secs: a.active_secs,
-        ..TableConfig::default()
-    }
-}
-
-fn expand_inputs(a: &InputArgs) -> Result<Vec<Input>> {
-    a.inputs
-        .iter()
-        .map(|p| ingest::expand(p).with_context(|| format!("cannot open input {}", p.display())))
-        .collect()
-}
-
-fn progress_bar(a: &InputArgs, inputs: &[Input]) -> Option<ProgressBar> {
-    if a.progress == Progress::Never || !io::stderr().is_terminal() {
-        return None;
-    }
-    let total: u64 = inputs
-        .iter()
-        .flat_map(|i| i.files())
-        .filter_map(|f| f.and_then(|p| fs::metadata(p).ok()).map(|m| m.len()))
-        .sum();
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} {elapsed}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    Some(bar)
-}
-
-/// A packet kept as evidence.
-struct Kept {
-    ts: Timestamp,
-    linktype: u32,
-    wire_len: u32,
-    data: Vec<u8>,
-}
-
-/// Packet buffers of the flows that may become evidence.
-struct Evidence {
-    per_flow: usize,
-    flows: std::collections::HashMap<u64, Vec<Kept>>,
-    kept: std::collections::HashMap<u64, Vec<Kept>>,
-}
-
-/// Receives ended flows; pushes the ids of flows kept as finding evidence.
-type FlowSink<'a> = dyn FnMut(&[FlowRecord], &mut Vec<u64>) -> Result<()> + 'a;
-
-/// Reads all inputs through one table; `sink` gets ended flows.
-fn read_all(
-    a: &InputArgs,
-    inputs: &[Input],
-    mut suspect: Option<&mut dyn FnMut(&zonewatch_collector::packet::PacketInfo) -> bool>,
-    evidence: Option<&mut Evidence>,
-    sink: &mut FlowSink<'_>,
-) -> Result<(ReadStats, TableStats)> {
-    let mut kept_ids = Vec::new();
-    // Shared by the packet callback (fills buffers) and the flow callback (settles them).
-    let evidence = std::cell::RefCell::new(evidence);
-    let mut table = FlowTable::new(table_config(a));
-    let mut stats = ReadStats::default();
-    let bar = progress_bar(a, inputs);
-    let mut done_bytes = 0u64;
-    let mut sink_err: Option<anyhow::Error> = None;
-    for input in inputs {
-        let source = table.add_source(&input.source_name());
-        for file in input.files() {
-            let name = file.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
-            let opened = match file {
-                Some(p) => CaptureReader::open(p),
-                None => CaptureReader::from_reader(Box::new(io::stdin()), "stdin"),
-            };
-            let mut reader = match opened {
-                Ok(r) => r,
-                Err(e) => {
-                    if inputs.len() == 1 && input.files().len() == 1 {
-                        bail!("{name}: {e}; is it a pcap or pcapng capture?");
-                    }
-                    tracing::error!(input = %name, error = %e, "cannot read capture, skipped");
-                    stats.capture_errors.push(format!("{name}: {e}"));
-                    continue;
-                }
-            };
-            let mut on_packet =
-                |pkt: &zonewatch_collector::capture::CapturedPacket<'_>,
-                 ing: &zonewatch_collector::table::Ingested| {
-                    if let Some(ev) = evidence.borrow_mut().as_deref_mut() {
-                        if ing.new {
-                            // Decide once per flow whether its packets are worth keeping.
-                            let keep = match (
-                                &mut suspect,
-                                zonewatch_collector::packet::decode(pkt.linktype, pkt.data),
-                            ) {
-                                (Some(f), zonewatch_collector::packet::Decoded::Ip(info)) => {
-                                    f(&info)
-                                }
-                                _ => false,
-                            };
-                            if keep {
-                                ev.flows.insert(ing.flow_id, Vec::new());
-                            }
-                        }
-                        if let Some(buf) = ev.flows.get_mut(&ing.flow_id)
-                            && buf.len() < ev.per_flow
-                        {
-                            buf.push(Kept {
-                                ts: pkt.ts,
-                                linktype: pkt.linktype,
-                                wire_len: pkt.wire_len,
-                                data: pkt.data.to_vec(),
-                            });
-                        }
-                    }
-                };
-            let mut on_flows = |out: &mut Vec<FlowRecord>| {
-                if sink_err.is_none()
-                    && let Err(e) = sink(out, &mut kept_ids)
-                {
-                    sink_err = Some(e);
-                }
-                settle_evidence(evidence.borrow_mut().as_deref_mut(), out, &mut kept_ids);
-                out.clear();
-            };
-            let on_progress = |bytes: u64, packets: u64| {
-                if let Some(b) = &bar {
-                    b.set_position(done_bytes + bytes);
-                    let secs = b.elapsed().as_secs_f64().max(1e-3);
-                    b.set_message(format!(
-                        "{packets} packets, {:.0} packets/s",
-                        packets as f64 / secs
-                    ));
-                }
-            };
-            // Evidence needs the raw packets next to the table: one thread then.
-            let res = if evidence.borrow().is_some() {
-                ingest::read_capture(
-                    &mut reader,
-                    source,
-                    &mut table,
-                    &mut stats,
-                    &mut on_packet,
-                    &mut on_flows,
-                    &mut |b, p| on_progress(b, p),
-                )
-            } else {
-                ingest::read_capture_pipelined(
-                    &mut reader,
-                    source,
-                    &mut table,
-                    &mut stats,
-                    &mut on_flows,
-                    &on_progress,
-                )
-            };
-            done_bytes += reader.bytes_consumed();
-            if let Some(b) = &bar {
-                b.set_position(done_bytes);
-                b.set_message(format!("{} packets", stats.packets));
-            }
-            if let Err(e) = res {
-                tracing::warn!(input = %name, error = %e, "capture ends in an error; the packets before it were analysed");
-                stats.capture_errors.push(format!("{name}: {e}"));
-            }
-            if let Some(e) = sink_err.take() {
-                return Err(e);
-            }
-        }
-    }
-    let mut evidence = evidence.into_inner();
-    table.flush_each(&mut |chunk| {
-        if sink_err.is_none()
-            && let Err(e) = sink(chunk, &mut kept_ids)
-        {
-            sink_err = Some(e);
-        }
-        settle_evidence(evidence.as_deref_mut(), chunk, &mut kept_ids);
-    });
-    if let Some(e) = sink_err.take() {
-        return Err(e);
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok((stats, table.stats().clone()))
-}
-
-/// Ended flows release their packet buffers, unless a finding keeps them as evidence.
-fn settle_evidence(ev: Option<&mut Evidence>, ended: &[FlowRecord], kept_ids: &mut Vec<u64>) {
-    if let Some(ev) = ev {
-        for f in ended {
-            if let Some(buf) = ev.flows.remove(&f.id)
-                && kept_ids.contains(&f.id)
-            {
-                ev.kept.insert(f.id, buf);
-            }
-        }
-    }
-    kept_ids.clear();
-}
-
-fn summary(stats: &ReadStats, table: &TableStats) -> String {
-    let mut s = format!(
-        "zonewatch: read {} packets ({} IP, {} not IP, {} undecodable), {} IP bytes, {} flows (peak {} live, {} evicted)",
-        stats.packets,
-        stats.ip_packets,
-        stats.non_ip,
-        stats.error_count(),
-        stats.ip_bytes,
-        table.flows,
-        table.peak_live,
-        table.evicted
-    );
-    match (stats.first, stats.last) {
-        (Some(f), Some(l)) => {
-            let secs = (l.0 - f.0) as f64 / 1e9;
-            s.push_str(&format!(", span {f} .. {l} ({secs:.1} s)"));
-        }
-        _ => s.push_str(", span: no IP packets"),
-    }
-    let mut problems: Vec<String> = stats
-        .decode_errors
-        .iter()
-        .map(|(e, n)| format!("{} {}", e, n))
-        .collect();
-    for (layer, n) in &stats.snaplen_cut {
-        problems.push(format!("{} header cut by snaplen {}", layer.as_str(), n));
-    }
-    if table.orphan_fragments > 0 {
-        problems.push(format!(
-            "fragments without their first {}",
-            table.orphan_fragments
-        ));
-    }
-    problems.extend(stats.capture_errors.iter().cloned());
-    if problems.is_empty() {
-        s.push_str(", problems: none");
-    } else {
-        s.push_str(&format!(", problems: {}", problems.join("; ")));
-    }
-    s
-}
+use crate::flags::{AnalyzeArgs, FindingFormat, FlowFormat, FlowsArgs, ZonesCommand};
+use crate::read::{self, Delivery, Evidence, Kept};
 
 /// `zonewatch flows`.
 pub fn flows(a: FlowsArgs) -> Result<ExitCode> {
-    let inputs = expand_inputs(&a.input)?;
+    let inputs = read::expand_inputs(&a.input)?;
     let stdout = io::stdout();
     let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
     match a.format {
@@ -290,9 +37,16 @@ pub fn flows(a: FlowsArgs) -> Result<ExitCode> {
         }
         Ok(())
     };
-    let (stats, table) = read_all(&a.input, &inputs, None, None, &mut sink)?;
+    let mut engine = read::engine(&a.input, a.unidirectional)?;
+    let stats = {
+        let mut delivery = Delivery::new(&mut sink, None);
+        read::read_all(&a.input, &inputs, &mut engine, None, &mut delivery)?
+    };
     w.flush()?;
-    eprintln!("{}", summary(&stats, &table));
+    eprintln!("{}", read::summary(&stats, &engine));
+    for line in read::exporter_summary(&engine) {
+        eprintln!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -322,7 +76,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
                 a.zones.display()
             )
         })?;
-    let inputs = expand_inputs(&a.input)?;
+    let inputs = read::expand_inputs(&a.input)?;
     if let Some(dir) = &a.evidence_dir {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create evidence folder {}", dir.display()))?;
@@ -333,17 +87,29 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         today: today(),
     };
     let mut analyzer = Analyzer::new(&policy, config);
-    let mut evidence = a.evidence_dir.as_ref().map(|_| Evidence {
-        per_flow: a.evidence_packets.max(1),
-        flows: Default::default(),
-        kept: Default::default(),
-    });
-    let (stats, table) = {
+    let mut evidence = a
+        .evidence_dir
+        .as_ref()
+        .map(|_| Evidence::new(a.evidence_packets));
+    let mut engine = read::engine(&a.input, false)?;
+    let stats = {
         let analyzer_ref = &mut analyzer;
+        // Listening with JSON Lines: each finding is printed when first
+        // raised; the final report repeats every finding with its totals
+        // (a later line supersedes an earlier one with the same id).
+        let stream = !a.input.listen.is_empty() && a.format == FindingFormat::Jsonl;
         let mut sink = |out: &[FlowRecord], kept: &mut Vec<u64>| -> Result<()> {
             for f in out {
                 if analyzer_ref.observe(f) {
                     kept.push(f.id);
+                }
+            }
+            if stream {
+                let fresh = analyzer_ref.drain_new();
+                if !fresh.is_empty() {
+                    let mut w = io::stdout().lock();
+                    render::findings_jsonl(&mut w, &fresh)?;
+                    w.flush()?;
                 }
             }
             Ok(())
@@ -352,12 +118,13 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         let mut suspect = |p: &zonewatch_collector::packet::PacketInfo| {
             zonewatch_analyzer::may_raise_finding(policy_ref, p)
         };
-        read_all(
+        let mut delivery = Delivery::new(&mut sink, evidence.as_mut());
+        read::read_all(
             &a.input,
             &inputs,
+            &mut engine,
             Some(&mut suspect),
-            evidence.as_mut(),
-            &mut sink,
+            &mut delivery,
         )?
     };
     let report = analyzer.finish();
@@ -377,7 +144,10 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     if let (Some(dir), Some(ev)) = (&a.evidence_dir, &evidence) {
         write_evidence(dir, &shown, ev)?;
     }
-    eprintln!("{}", summary(&stats, &table));
+    eprintln!("{}", read::summary(&stats, &engine));
+    for line in read::exporter_summary(&engine) {
+        eprintln!("{line}");
+    }
     eprintln!("{}", findings_summary(&report));
     let failing = match fail_on {
         Some(t) => report.findings.iter().any(|f| f.severity >= t),

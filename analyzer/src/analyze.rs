@@ -78,6 +78,8 @@ pub struct Analyzer<'p> {
     policy: &'p Policy,
     config: AnalyzerConfig,
     aggs: HashMap<AggKey, Agg>,
+    /// Aggregates created since the last `drain_new`.
+    new_keys: Vec<AggKey>,
     stats: AnalyzerStats,
 }
 
@@ -142,6 +144,34 @@ pub fn may_raise_finding(policy: &Policy, p: &PacketInfo) -> bool {
         || check(p.dst, p.src, icmp_port.unwrap_or(p.sport))
 }
 
+/// A finding as its aggregate stands: bounded initiators, exact counts.
+fn snapshot(key: &AggKey, agg: &Agg, max_init: usize) -> Finding {
+    let mut f = agg.finding.clone();
+    let mut inits: Vec<(IpAddr, u64)> = agg.initiator_bytes.iter().map(|(a, b)| (*a, *b)).collect();
+    inits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    f.initiator_count = inits.len();
+    f.initiators = inits.into_iter().take(max_init).map(|(a, _)| a).collect();
+    f.hosts = agg.hosts.len();
+    f.ports = agg.services.len();
+    match key {
+        AggKey::Undeclared { addr } => f.dst = Some(*addr),
+        _ => {
+            if agg.hosts.len() == 1 {
+                f.dst = agg.hosts.iter().next().copied();
+            }
+            if agg.services.len() == 1
+                && let Some(&(proto, dport)) = agg.services.iter().next()
+            {
+                f.proto = Some(zonewatch_collector::Proto(proto).to_string());
+                f.dport = Some(dport);
+                f.service = Some(service_name(proto, dport));
+            }
+        }
+    }
+    f.evidence.sort_by_key(|a| a.first);
+    f
+}
+
 fn is_sensitive(policy: &Policy, z: ZoneId) -> bool {
     let zone = policy.zone(z);
     zone.exposure == Exposure::Private || zone.trust == Trust::High
@@ -162,6 +192,7 @@ impl<'p> Analyzer<'p> {
             policy,
             config,
             aggs: HashMap::new(),
+            new_keys: Vec::new(),
             stats: AnalyzerStats::default(),
         }
     }
@@ -250,6 +281,9 @@ impl<'p> Analyzer<'p> {
     ) -> bool {
         let policy = self.policy;
         let config = &self.config;
+        if !self.aggs.contains_key(&key) {
+            self.new_keys.push(key.clone());
+        }
         let agg = self.aggs.entry(key).or_insert_with_key(|key| {
             let zname = |z: ZoneId| policy.zone(z).name.clone();
             let id_text = match key {
@@ -371,37 +405,27 @@ impl<'p> Analyzer<'p> {
         kept
     }
 
+    /// The findings raised since the last call (not suppressed), as they
+    /// stand now: for printing findings at their first evidence.
+    pub fn drain_new(&mut self) -> Vec<Finding> {
+        let keys = std::mem::take(&mut self.new_keys);
+        keys.iter()
+            .filter_map(|k| {
+                self.aggs
+                    .get(k)
+                    .map(|agg| snapshot(k, agg, self.config.max_initiators))
+            })
+            .filter(|f| f.suppressed.is_none())
+            .collect()
+    }
+
     /// Ends the analysis.
     pub fn finish(self) -> Report {
         let max_init = self.config.max_initiators;
         let mut findings = Vec::new();
         let mut suppressed = Vec::new();
-        for (key, agg) in self.aggs {
-            let mut f = agg.finding;
-            let mut inits: Vec<(IpAddr, u64)> = agg.initiator_bytes.into_iter().collect();
-            inits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            f.initiator_count = inits.len();
-            f.initiators = inits.into_iter().take(max_init).map(|(a, _)| a).collect();
-            f.hosts = agg.hosts.len();
-            f.ports = agg.services.len();
-            match key {
-                AggKey::Undeclared { addr } => {
-                    f.dst = Some(addr);
-                }
-                _ => {
-                    if agg.hosts.len() == 1 {
-                        f.dst = agg.hosts.iter().next().copied();
-                    }
-                    if agg.services.len() == 1
-                        && let Some(&(proto, dport)) = agg.services.iter().next()
-                    {
-                        f.proto = Some(zonewatch_collector::Proto(proto).to_string());
-                        f.dport = Some(dport);
-                        f.service = Some(service_name(proto, dport));
-                    }
-                }
-            }
-            f.evidence.sort_by_key(|a| a.first);
+        for (key, agg) in &self.aggs {
+            let f = snapshot(key, agg, max_init);
             if f.suppressed.is_some() {
                 suppressed.push(f);
             } else {

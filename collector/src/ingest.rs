@@ -9,8 +9,11 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::capture::{CaptureError, CaptureReader, CapturedPacket};
+use crate::export::ExportRecord;
+use crate::exports::{ExportDecoder, Outcome};
 use crate::packet::{DecodeError, Decoded, Layer, PacketInfo, decode};
 use crate::record::FlowRecord;
+use crate::stitch::Stitcher;
 use crate::table::{FlowTable, Ingested, SourceId};
 use crate::time::Timestamp;
 
@@ -112,6 +115,12 @@ pub struct ReadStats {
     pub last: Option<Timestamp>,
     /// Inputs that ended in an error (file name and message).
     pub capture_errors: Vec<String>,
+    /// UDP datagrams that carried flow exports (decoded into records, not packet flows).
+    pub export_datagrams: u64,
+    /// Flow log lines read as records.
+    pub flow_log_records: u64,
+    /// Flow log lines that could not be read, by reason.
+    pub flow_log_errors: BTreeMap<&'static str, u64>,
 }
 
 impl ReadStats {
@@ -121,22 +130,125 @@ impl ReadStats {
     }
 }
 
-/// Reads every packet of `reader` into `table`. `on_packet` sees each IP
-/// packet with what the table did with it (for evidence capture); `on_flows`
-/// receives ended flows as they come (the vector is drained by the caller);
-/// `on_progress` gets the bytes consumed from the input and the records
-/// read so far, every 65,536 records.
-#[allow(clippy::too_many_arguments)]
+/// Everything packets and export records flow into: the packet flow table,
+/// the export stitcher and the export decoder (template state is kept across
+/// inputs, so a template file read before a data file decodes it).
+pub struct Engine {
+    /// Biflows from packets.
+    pub table: FlowTable,
+    /// Biflows from export records.
+    pub stitcher: Stitcher,
+    /// Export recognition and decoding.
+    pub exports: ExportDecoder,
+    /// Print export records as exported (no stitching).
+    pub unidirectional: bool,
+}
+
+/// An input registered with both tables.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSource {
+    table: SourceId,
+    stitcher: u16,
+}
+
+impl Engine {
+    /// Registers an input by name.
+    pub fn add_source(&mut self, name: &str) -> EngineSource {
+        EngineSource {
+            table: self.table.add_source(name),
+            stitcher: self.stitcher.add_source(name),
+        }
+    }
+
+    /// Feeds one export record; ended flows go to `out`.
+    pub fn export(
+        &mut self,
+        source: EngineSource,
+        rec: &ExportRecord,
+        now: Timestamp,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        if self.unidirectional {
+            out.push(self.stitcher.as_exported(source.stitcher, rec));
+        } else {
+            self.stitcher.ingest(source.stitcher, rec, now, out);
+        }
+    }
+
+    /// Ends every flow of both tables, in chunks.
+    pub fn flush_each(&mut self, on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>)) {
+        self.table.flush_each(on_flows);
+        let mut out = Vec::new();
+        self.stitcher.flush(&mut out);
+        for chunk in out.chunks_mut(4096) {
+            let mut v = chunk.to_vec();
+            on_flows(&mut v);
+        }
+    }
+}
+
+/// One decoded frame handed from the reading side to the tables.
+enum Item {
+    Packet(Timestamp, PacketInfo),
+    Export(Timestamp, Box<ExportRecord>),
+}
+
+/// Decodes one captured frame into items: an IP packet, or the records of the
+/// flow export it carries. Returns the packet info for ordinary IP packets.
+fn frame_items(
+    pkt: &CapturedPacket<'_>,
+    exports: &mut ExportDecoder,
+    stats: &mut ReadStats,
+    records: &mut Vec<ExportRecord>,
+) -> Option<PacketInfo> {
+    match decode(pkt.linktype, pkt.data) {
+        Decoded::Ip(info) => {
+            stats.count_ip(&info, pkt.ts);
+            if info.proto == crate::packet::ip_proto::UDP
+                && let Some(payload) = info.udp_payload(pkt.data)
+            {
+                let before = records.len();
+                match exports.captured(info.src, info.dport, pkt.ts, payload, records) {
+                    Outcome::Decoded(_) | Outcome::NotAllowed => {
+                        stats.export_datagrams += 1;
+                        return None;
+                    }
+                    Outcome::Malformed(_) => {
+                        // Counted per exporter; the datagram stays ordinary traffic.
+                        records.truncate(before);
+                    }
+                    Outcome::NotExport => {}
+                }
+            }
+            Some(info)
+        }
+        Decoded::NotIp(_) => {
+            stats.non_ip += 1;
+            None
+        }
+        Decoded::Error(e) => {
+            *stats.decode_errors.entry(e).or_insert(0) += 1;
+            None
+        }
+    }
+}
+
+/// Reads every packet of `reader` into the engine. `on_packet` sees each
+/// ordinary IP packet with what the table did with it (for evidence
+/// capture); `on_flows` receives ended flows as they come (the vector is
+/// drained by the caller); `on_progress` gets the bytes consumed from the
+/// input and the records read so far, every 65,536 records.
 pub fn read_capture(
     reader: &mut CaptureReader,
-    source: SourceId,
-    table: &mut FlowTable,
+    source: EngineSource,
+    engine: &mut Engine,
     stats: &mut ReadStats,
     on_packet: &mut dyn FnMut(&CapturedPacket<'_>, &Ingested),
     on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), CaptureError> {
     let mut out = Vec::new();
+    let mut records = Vec::new();
     loop {
         if stats.packets & 0xffff == 0 {
             on_progress(reader.bytes_consumed(), stats.packets);
@@ -145,36 +257,34 @@ pub fn read_capture(
             break;
         };
         stats.packets += 1;
-        match decode(pkt.linktype, pkt.data) {
-            Decoded::Ip(info) => {
-                stats.count_ip(&info, pkt.ts);
-                let ingested = table.ingest(source, pkt.ts, &info, &mut out);
-                on_packet(&pkt, &ingested);
-                if !out.is_empty() {
-                    on_flows(&mut out);
-                }
-            }
-            Decoded::NotIp(_) => stats.non_ip += 1,
-            Decoded::Error(e) => *stats.decode_errors.entry(e).or_insert(0) += 1,
+        if let Some(info) = frame_items(&pkt, &mut engine.exports, stats, &mut records) {
+            let ingested = engine.table.ingest(source.table, pkt.ts, &info, &mut out);
+            on_packet(&pkt, &ingested);
+        }
+        for rec in records.drain(..) {
+            engine.export(source, &rec, pkt.ts, &mut out);
+        }
+        if !out.is_empty() {
+            on_flows(&mut out);
         }
     }
     Ok(())
 }
 
-/// A batch of decoded packets passed from the reading thread to the table.
-type Batch = Vec<(Timestamp, PacketInfo)>;
+/// A batch of decoded items passed from the reading thread to the tables.
+type Batch = Vec<Item>;
 
 const BATCH: usize = 1024;
 /// Batches in flight between the threads (bounds the pipeline's memory).
 const BATCHES: usize = 4;
 
 /// [`read_capture`] on two threads: one reads and decodes, the caller's
-/// thread runs the flow table. Same counters and results; no per-packet
+/// thread runs the tables. Same counters and results; no per-packet
 /// callback (use [`read_capture`] when raw packets are needed, e.g. evidence).
 pub fn read_capture_pipelined(
     reader: &mut CaptureReader,
-    source: SourceId,
-    table: &mut FlowTable,
+    source: EngineSource,
+    engine: &mut Engine,
     stats: &mut ReadStats,
     on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
     on_progress: &(dyn Fn(u64, u64) + Sync),
@@ -185,10 +295,19 @@ pub fn read_capture_pipelined(
         // Cannot fail: the channel has room for all of them.
         let _ = empty_tx.try_send(Vec::with_capacity(BATCH));
     }
-    thread::scope(|scope| {
+    // The reading thread owns the export decoder, this thread the tables.
+    let Engine {
+        table,
+        stitcher,
+        exports: exports_dec,
+        unidirectional,
+    } = engine;
+    let unidirectional = *unidirectional;
+    let (result, local) = thread::scope(|scope| {
         let decoder = scope.spawn(move || {
             let mut local = ReadStats::default();
             let mut batch = Vec::with_capacity(BATCH);
+            let mut records = Vec::new();
             let result = (|| {
                 loop {
                     if local.packets & 0xffff == 0 {
@@ -198,21 +317,19 @@ pub fn read_capture_pipelined(
                         break;
                     };
                     local.packets += 1;
-                    match decode(pkt.linktype, pkt.data) {
-                        Decoded::Ip(info) => {
-                            local.count_ip(&info, pkt.ts);
-                            batch.push((pkt.ts, info));
-                            if batch.len() == BATCH {
-                                let next = empty_rx
-                                    .recv()
-                                    .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                                if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
-                                    break;
-                                }
-                            }
+                    if let Some(info) = frame_items(&pkt, exports_dec, &mut local, &mut records) {
+                        batch.push(Item::Packet(pkt.ts, info));
+                    }
+                    for rec in records.drain(..) {
+                        batch.push(Item::Export(pkt.ts, Box::new(rec)));
+                    }
+                    if batch.len() >= BATCH {
+                        let next = empty_rx
+                            .recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                        if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                            break;
                         }
-                        Decoded::NotIp(_) => local.non_ip += 1,
-                        Decoded::Error(e) => *local.decode_errors.entry(e).or_insert(0) += 1,
                     }
                 }
                 Ok(())
@@ -226,8 +343,19 @@ pub fn read_capture_pipelined(
         });
         let mut out = Vec::new();
         for mut batch in full_rx.iter() {
-            for (ts, info) in batch.drain(..) {
-                table.ingest(source, ts, &info, &mut out);
+            for item in batch.drain(..) {
+                match item {
+                    Item::Packet(ts, info) => {
+                        table.ingest(source.table, ts, &info, &mut out);
+                    }
+                    Item::Export(ts, rec) => {
+                        if unidirectional {
+                            out.push(stitcher.as_exported(source.stitcher, &rec));
+                        } else {
+                            stitcher.ingest(source.stitcher, &rec, ts, &mut out);
+                        }
+                    }
+                }
                 if !out.is_empty() {
                     on_flows(&mut out);
                 }
@@ -235,13 +363,13 @@ pub fn read_capture_pipelined(
             let _ = empty_tx.try_send(batch);
         }
         drop(empty_tx);
-        let (local, result) = match decoder.join() {
-            Ok(r) => r,
+        match decoder.join() {
+            Ok((local, result)) => (result, local),
             Err(panic) => std::panic::resume_unwind(panic),
-        };
-        stats.merge(local);
-        result
-    })
+        }
+    });
+    stats.merge(local);
+    result
 }
 
 impl ReadStats {
@@ -280,5 +408,67 @@ impl ReadStats {
             (a, b) => a.or(b),
         };
         self.capture_errors.extend(other.capture_errors);
+        self.export_datagrams += other.export_datagrams;
+        self.flow_log_records += other.flow_log_records;
+        for (k, v) in other.flow_log_errors {
+            *self.flow_log_errors.entry(k).or_insert(0) += v;
+        }
+    }
+}
+
+/// Opens an input file for [`read_flow_log`] if it is a flow log (plain or
+/// gzip) rather than a capture: returns `None` for anything else.
+pub fn open_flow_log(path: &Path) -> io::Result<Option<Box<dyn io::BufRead + Send>>> {
+    use std::io::{BufRead, BufReader};
+    let mut file = BufReader::new(fs::File::open(path)?);
+    let magic = file.fill_buf()?.get(..2).map(|m| [m[0], m[1]]);
+    let mut reader: Box<dyn BufRead + Send> = if magic == Some([0x1f, 0x8b]) {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(file)
+    };
+    // Look at the first line without consuming it.
+    let head = reader.fill_buf()?;
+    let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let first = String::from_utf8_lossy(&head[..end.min(4096)]).into_owned();
+    if crate::vpc::looks_like_vpc_flow_log(first.trim_end()) {
+        Ok(Some(reader))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads an AWS VPC Flow Logs stream into the engine: one export record per
+/// line; bad lines are counted by reason and reported once per reason.
+pub fn read_flow_log(
+    reader: Box<dyn io::BufRead + Send>,
+    name: &str,
+    source: EngineSource,
+    engine: &mut Engine,
+    stats: &mut ReadStats,
+    on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
+) {
+    let mut lines = crate::vpc::VpcReader::new(reader, name);
+    let mut out = Vec::new();
+    while let Some(item) = lines.next_record() {
+        match item {
+            Ok(rec) => {
+                stats.flow_log_records += 1;
+                let now = rec.last;
+                stats.first = Some(stats.first.map_or(rec.first, |f| f.min(rec.first)));
+                stats.last = Some(stats.last.map_or(rec.last, |l| l.max(rec.last)));
+                engine.export(source, &rec, now, &mut out);
+                if !out.is_empty() {
+                    on_flows(&mut out);
+                }
+            }
+            Err(e) => {
+                let n = stats.flow_log_errors.entry(e.reason).or_insert(0);
+                if *n == 0 {
+                    stats.capture_errors.push(e.to_string());
+                }
+                *n += 1;
+            }
+        }
     }
 }

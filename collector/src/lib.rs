@@ -31,13 +31,17 @@
 pub mod capture;
 pub mod community_id;
 pub mod export;
+pub mod exports;
 pub mod ingest;
+pub mod netflow;
 pub mod packet;
 pub mod pcap_writer;
 pub mod record;
 pub mod services;
+pub mod sflow;
 pub mod stitch;
 pub mod table;
 pub mod time;
+pub mod vpc;
 
 pub use record::{FlowRecord, FlowState, OrientedBy, Proto};

@@ -200,9 +200,28 @@ pub struct PacketInfo {
     pub vlan: Vlans,
     /// The layer whose header was cut short by the capture length, if any.
     pub truncated: Option<Layer>,
+    /// Address of the first UDP payload byte inside the decoded frame (0: none);
+    /// only compared with the frame's address, never dereferenced.
+    pub(crate) payload_addr: usize,
     /// The layer whose header had an inconsistent length field (TCP data
     /// offset < 5), if any; the fields read before it are valid.
     pub malformed: Option<Layer>,
+}
+
+impl PacketInfo {
+    /// The UDP payload, as captured, of the frame this was decoded from
+    /// (`None` for other protocols, fragments after the first, or when the
+    /// capture ends inside the UDP header). `frame` must be the bytes given
+    /// to [`decode`]; any other slice gives `None`.
+    pub fn udp_payload<'a>(&self, frame: &'a [u8]) -> Option<&'a [u8]> {
+        if self.payload_addr == 0 || matches!(self.fragment, Fragment::Later { .. }) {
+            return None;
+        }
+        let offset = self.payload_addr.checked_sub(frame.as_ptr() as usize)?;
+        let len = usize::try_from(self.payload_len).ok()?;
+        let rest = frame.get(offset..)?;
+        Some(rest.get(..len).unwrap_or(rest))
+    }
 }
 
 /// A packet that carried no IP flow.
@@ -478,6 +497,7 @@ fn blank(src: IpAddr, dst: IpAddr, proto: u8, ip_len: u32, vlan: Vlans) -> Packe
         vlan,
         truncated: None,
         malformed: None,
+        payload_addr: 0,
     }
 }
 
@@ -667,6 +687,8 @@ fn transport(info: &mut PacketInfo, seg: &[u8], ip_payload: u32) {
                 Some(h) => {
                     info.sport = u16::from_be_bytes([h[0], h[1]]);
                     info.dport = u16::from_be_bytes([h[2], h[3]]);
+                    // Where the datagram's payload starts (an address only, see `PacketInfo::udp_payload`).
+                    info.payload_addr = seg.get(8..).map_or(0, |p| p.as_ptr() as usize);
                 }
                 None => {
                     if let Some(p) = array::<4>(seg) {
@@ -837,6 +859,26 @@ mod tests {
         let mut p = ipv6_hdr(ip_proto::UDP, seg.len());
         p.extend_from_slice(&seg);
         p
+    }
+
+    #[test]
+    fn udp_payload_is_found_in_the_frame() {
+        let mut frame = eth(0x0800);
+        let seg = udp(40000, 2055, 6);
+        frame.extend_from_slice(&ipv4_hdr(ip_proto::UDP, seg.len(), 1, 0, &[]));
+        frame.extend_from_slice(&seg);
+        frame.extend_from_slice(&[0xEE; 4]); // trailer beyond the IP length
+        let Decoded::Ip(info) = decode(linktype::ETHERNET, &frame) else {
+            panic!("not IP")
+        };
+        assert_eq!(info.udp_payload(&frame), Some(&[0xCD; 6][..]));
+        // Another buffer is never mistaken for the frame.
+        let other = frame.clone();
+        assert_eq!(info.udp_payload(&other[..4]), None);
+        let Decoded::Ip(tcp) = decode(linktype::RAW, &ipv4_tcp()) else {
+            panic!("not IP")
+        };
+        assert_eq!(tcp.udp_payload(&ipv4_tcp()), None);
     }
 
     fn eth(ethertype: u16) -> Vec<u8> {

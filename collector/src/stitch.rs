@@ -92,7 +92,11 @@ fn addr_bytes(a: IpAddr) -> ([u8; 16], bool) {
 }
 
 fn bytes_addr(b: &[u8; 16], v6: bool) -> IpAddr {
-    if v6 { IpAddr::from(*b) } else { IpAddr::from([b[0], b[1], b[2], b[3]]) }
+    if v6 {
+        IpAddr::from(*b)
+    } else {
+        IpAddr::from([b[0], b[1], b[2], b[3]])
+    }
 }
 
 /// Counters of the stitcher.
@@ -169,18 +173,31 @@ impl Stitcher {
     /// Takes one record. `now` is the collector's time (the record's
     /// receive time live, the latest record time offline); flows idle past
     /// their timeout at `now` are appended to `out`.
-    pub fn ingest(&mut self, source: u16, rec: &ExportRecord, now: Timestamp, out: &mut Vec<FlowRecord>) {
+    pub fn ingest(
+        &mut self,
+        source: u16,
+        rec: &ExportRecord,
+        now: Timestamp,
+        out: &mut Vec<FlowRecord>,
+    ) {
         self.stats.records += 1;
         if now > self.now {
             self.now = now;
         }
-        let sampling = if rec.sampling == 0 { self.default_sampling } else { rec.sampling };
+        let sampling = if rec.sampling == 0 {
+            self.default_sampling
+        } else {
+            rec.sampling
+        };
         let (exporter, _) = addr_bytes(rec.exporter);
         let (src, v6) = addr_bytes(rec.src);
         let (dst, _) = addr_bytes(rec.dst);
         let src_is_lo = (src, rec.sport) <= (dst, rec.dport);
-        let (lo, hi, lo_port, hi_port) =
-            if src_is_lo { (src, dst, rec.sport, rec.dport) } else { (dst, src, rec.dport, rec.sport) };
+        let (lo, hi, lo_port, hi_port) = if src_is_lo {
+            (src, dst, rec.sport, rec.dport)
+        } else {
+            (dst, src, rec.dport, rec.sport)
+        };
         let key = Key {
             exporter,
             domain: rec.domain,
@@ -204,7 +221,7 @@ impl Stitcher {
                 // Too long apart: the earlier flow ends, this record starts another.
                 if p.last.plus_secs(idle) < rec.first {
                     out.push(build(&self.sources, &key, p));
-                    self.stats.flows += 1;
+                    count(&mut self.stats, p);
                     *p = Pending::new(rec, sampling);
                 }
                 p
@@ -257,24 +274,69 @@ impl Stitcher {
             _ => config.other_idle_secs,
         };
         let sources = &self.sources;
-        for (k, p) in self.flows.extract_if(|k, p| p.seen.plus_secs(idle(k.proto)) < now) {
+        for (k, p) in self
+            .flows
+            .extract_if(|k, p| p.seen.plus_secs(idle(k.proto)) < now)
+        {
             out.push(build(sources, &k, &p));
-            self.stats.flows += 1;
+            count(&mut self.stats, &p);
         }
     }
 
     fn evict(&mut self, out: &mut Vec<FlowRecord>) {
         let n = self.flows.len() / 10 + 1;
-        let mut seen: Vec<(Timestamp, Key)> = self.flows.iter().map(|(k, p)| (p.seen, *k)).collect();
+        let mut seen: Vec<(Timestamp, Key)> =
+            self.flows.iter().map(|(k, p)| (p.seen, *k)).collect();
         let nth = n.min(seen.len()).saturating_sub(1);
         seen.select_nth_unstable_by_key(nth, |e| e.0);
         for (_, k) in seen.into_iter().take(n) {
             if let Some(p) = self.flows.remove(&k) {
                 out.push(build(&self.sources, &k, &p));
-                self.stats.flows += 1;
+                count(&mut self.stats, &p);
                 self.stats.evicted += 1;
             }
         }
+    }
+
+    /// One record as exported, not stitched (`flows --unidirectional`):
+    /// source → destination as the exporter sent it, counters scaled.
+    pub fn as_exported(&mut self, source: u16, rec: &ExportRecord) -> FlowRecord {
+        self.stats.records += 1;
+        self.stats.flows += 1;
+        let sampling = if rec.sampling == 0 {
+            self.default_sampling
+        } else {
+            rec.sampling
+        };
+        let (exporter, _) = addr_bytes(rec.exporter);
+        let (src, v6) = addr_bytes(rec.src);
+        let (dst, _) = addr_bytes(rec.dst);
+        let key = Key {
+            exporter,
+            domain: rec.domain,
+            lo: src,
+            hi: dst,
+            lo_port: rec.sport,
+            hi_port: rec.dport,
+            proto: rec.proto,
+            v6,
+            vlan: rec.vlan.unwrap_or(0),
+            source,
+        };
+        let mut p = Pending::new(rec, sampling);
+        let scale = u64::from(sampling);
+        p.sides[0] = Side {
+            packets: rec.packets.saturating_mul(scale),
+            bytes: rec.bytes.saturating_mul(scale),
+            flags: rec.tcp_flags,
+            first: Some(rec.first),
+        };
+        p.stated_lo_initiates = Some(true);
+        p.rejected = rec.action == Some(FlowAction::Reject);
+        p.info.records = 1;
+        let mut f = build(&self.sources, &key, &p);
+        f.oriented_by = OrientedBy::FirstPacket;
+        f
     }
 
     /// Emits every pending flow, oldest first.
@@ -283,7 +345,7 @@ impl Stitcher {
         let sources = &self.sources;
         for (k, p) in self.flows.drain() {
             out.push(build(sources, &k, &p));
-            self.stats.flows += 1;
+            count(&mut self.stats, &p);
         }
         out[start..].sort_by_key(|r| (r.first, r.id));
     }
@@ -312,6 +374,13 @@ impl Pending {
     }
 }
 
+fn count(stats: &mut StitchStats, p: &Pending) {
+    stats.flows += 1;
+    if p.sides[0].packets > 0 && p.sides[1].packets > 0 {
+        stats.stitched += 1;
+    }
+}
+
 /// Decides the initiator side (true: lo) and how.
 fn orient(key: &Key, p: &Pending) -> (bool, OrientedBy) {
     if let Some(lo) = p.stated_lo_initiates {
@@ -334,8 +403,15 @@ fn orient(key: &Key, p: &Pending) -> (bool, OrientedBy) {
     };
     let _ = seen_both;
     // The first sender initiates, unless only its port is a service port.
-    let (sport, dport) = if sender_lo { (key.lo_port, key.hi_port) } else { (key.hi_port, key.lo_port) };
-    if is_service_port(sport) && !is_service_port(dport) && !matches!(key.proto, ip_proto::ICMP | ip_proto::ICMPV6) {
+    let (sport, dport) = if sender_lo {
+        (key.lo_port, key.hi_port)
+    } else {
+        (key.hi_port, key.lo_port)
+    };
+    if is_service_port(sport)
+        && !is_service_port(dport)
+        && !matches!(key.proto, ip_proto::ICMP | ip_proto::ICMPV6)
+    {
         (!sender_lo, OrientedBy::ServicePort)
     } else {
         (sender_lo, OrientedBy::FirstPacket)
@@ -353,7 +429,11 @@ fn build(sources: &[Arc<str>], key: &Key, p: &Pending) -> FlowRecord {
     };
     let icmp = matches!(key.proto, ip_proto::ICMP | ip_proto::ICMPV6);
     // ICMP: the exporter's type/code sits on the destination port.
-    let (sport, dport) = if icmp { (0, if dport != 0 { dport } else { sport }) } else { (sport, dport) };
+    let (sport, dport) = if icmp {
+        (0, if dport != 0 { dport } else { sport })
+    } else {
+        (sport, dport)
+    };
     let state = if p.rejected {
         FlowState::Rejected
     } else if back.packets == 0 || fwd.packets == 0 {
@@ -393,8 +473,15 @@ fn build(sources: &[Arc<str>], key: &Key, p: &Pending) -> FlowRecord {
         tcp_flags: TcpFlags(fwd.flags),
         rtcp_flags: TcpFlags(back.flags),
         oriented_by: by,
-        vlan: if key.vlan == 0 { Vec::new() } else { vec![key.vlan] },
-        source: sources.get(usize::from(key.source)).cloned().unwrap_or_else(|| Arc::from("?")),
+        vlan: if key.vlan == 0 {
+            Vec::new()
+        } else {
+            vec![key.vlan]
+        },
+        source: sources
+            .get(usize::from(key.source))
+            .cloned()
+            .unwrap_or_else(|| Arc::from("?")),
         sampling: p.sampling,
         community_id: cid,
         export: Some(p.info.clone()),
@@ -418,7 +505,17 @@ mod tests {
         Timestamp::from_secs_nanos(1_700_000_000 + secs, 0)
     }
 
-    fn rec(exporter: &str, src: &str, sport: u16, dst: &str, dport: u16, proto: u8, first: i64, packets: u64) -> ExportRecord {
+    #[allow(clippy::too_many_arguments)]
+    fn rec(
+        exporter: &str,
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        proto: u8,
+        first: i64,
+        packets: u64,
+    ) -> ExportRecord {
         ExportRecord {
             protocol: ExportProtocol::NetflowV9,
             exporter: ip(exporter),
@@ -433,7 +530,11 @@ mod tests {
             dport,
             packets,
             bytes: packets * 100,
-            tcp_flags: if proto == 6 { tcp_flags::ACK | tcp_flags::PSH } else { 0 },
+            tcp_flags: if proto == 6 {
+                tcp_flags::ACK | tcp_flags::PSH
+            } else {
+                0
+            },
             sampling: 1,
             direction: None,
             reverse: None,
@@ -465,12 +566,18 @@ mod tests {
         ]);
         assert_eq!(out.len(), 1);
         let f = &out[0];
-        assert_eq!((f.src, f.sport, f.dst, f.dport), (ip("198.51.100.7"), 51514, ip("10.2.0.10"), 5432));
+        assert_eq!(
+            (f.src, f.sport, f.dst, f.dport),
+            (ip("198.51.100.7"), 51514, ip("10.2.0.10"), 5432)
+        );
         assert_eq!((f.packets, f.bytes, f.rpackets, f.rbytes), (6, 600, 5, 500));
         assert_eq!(f.oriented_by, OrientedBy::ServicePort);
         assert_eq!(f.state, FlowState::Established);
         let info = f.export.as_ref().expect("export evidence");
-        assert_eq!((info.exporter, info.template_id, info.records), (ip(E), Some(256), 2));
+        assert_eq!(
+            (info.exporter, info.template_id, info.records),
+            (ip(E), Some(256), 2)
+        );
     }
 
     #[test]
@@ -481,7 +588,10 @@ mod tests {
         c.domain = 7;
         let out = run(&[a, b, c]);
         assert_eq!(out.len(), 3);
-        assert!(out.iter().all(|f| f.state == FlowState::OneWay && f.answered.is_none()));
+        assert!(
+            out.iter()
+                .all(|f| f.state == FlowState::OneWay && f.answered.is_none())
+        );
     }
 
     #[test]
@@ -489,24 +599,43 @@ mod tests {
         let mut q = rec(E, "10.0.0.1", 40000, "10.0.0.2", 9999, 17, 0, 2);
         let mut r = rec(E, "10.0.0.2", 9999, "10.0.0.1", 40000, 17, 1, 3);
         let out = run(&[r.clone(), q.clone()]);
-        assert_eq!((out[0].src, out[0].oriented_by), (ip("10.0.0.1"), OrientedBy::FirstPacket));
+        assert_eq!(
+            (out[0].src, out[0].oriented_by),
+            (ip("10.0.0.1"), OrientedBy::FirstPacket)
+        );
         q.sampling = 100;
         r.sampling = 100;
         let out = run(&[q, r]);
-        assert_eq!((out[0].packets, out[0].rpackets, out[0].sampling), (200, 300, 100));
+        assert_eq!(
+            (out[0].packets, out[0].rpackets, out[0].sampling),
+            (200, 300, 100)
+        );
         // Sampled flows are oriented by ports: the lower port is the responder.
-        assert_eq!((out[0].dport, out[0].oriented_by), (9999, OrientedBy::ServicePort));
+        assert_eq!(
+            (out[0].dport, out[0].oriented_by),
+            (9999, OrientedBy::ServicePort)
+        );
     }
 
     #[test]
     fn exporter_stated_direction_and_biflow_records() {
         let mut r = rec(E, "10.2.0.10", 5432, "198.51.100.7", 51514, 6, 0, 5);
         r.direction = Some(StatedDirection::SrcIsInitiator);
-        r.reverse = Some(crate::export::ReverseCounters { packets: 4, bytes: 400, tcp_flags: tcp_flags::ACK });
+        r.reverse = Some(crate::export::ReverseCounters {
+            packets: 4,
+            bytes: 400,
+            tcp_flags: tcp_flags::ACK,
+        });
         let out = run(&[r]);
         let f = &out[0];
-        assert_eq!((f.src, f.dport, f.oriented_by), (ip("10.2.0.10"), 51514, OrientedBy::Exporter));
-        assert_eq!((f.packets, f.rpackets, f.state), (5, 4, FlowState::Established));
+        assert_eq!(
+            (f.src, f.dport, f.oriented_by),
+            (ip("10.2.0.10"), 51514, OrientedBy::Exporter)
+        );
+        assert_eq!(
+            (f.packets, f.rpackets, f.state),
+            (5, 4, FlowState::Established)
+        );
     }
 
     #[test]
@@ -517,6 +646,9 @@ mod tests {
         c.action = Some(FlowAction::Reject);
         let out = run(&[a, b, c]);
         assert_eq!(out.iter().filter(|f| f.dport == 9999).count(), 2);
-        assert_eq!(out.iter().find(|f| f.dport == 22).expect("ssh").state, FlowState::Rejected);
+        assert_eq!(
+            out.iter().find(|f| f.dport == 22).expect("ssh").state,
+            FlowState::Rejected
+        );
     }
 }

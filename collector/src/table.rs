@@ -849,6 +849,7 @@ mod tests {
             vlan: Vlans::default(),
             truncated: None,
             malformed: None,
+            payload_addr: 0,
         }
     }
 

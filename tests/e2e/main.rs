@@ -2,6 +2,7 @@
 
 mod cli;
 mod corpus;
+mod exports;
 mod malformed;
 
 use std::path::{Path, PathBuf};

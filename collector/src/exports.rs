@@ -1,0 +1,249 @@
+//! Flow exports arriving as UDP datagrams: recognising them (on any port,
+//! by their header), decoding them with the right decoder and per-exporter
+//! template state, and counting everything per exporter.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::export::ExportRecord;
+use crate::netflow::{self, TemplateCache, TemplateCacheConfig};
+use crate::sflow;
+use crate::time::Timestamp;
+
+/// Which decoder a listener feeds (a capture tries both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExportKind {
+    /// NetFlow v5, v9 and IPFIX, told apart by the version field.
+    Netflow,
+    /// sFlow v5.
+    Sflow,
+}
+
+impl ExportKind {
+    /// `netflow` or `sflow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportKind::Netflow => "netflow",
+            ExportKind::Sflow => "sflow",
+        }
+    }
+}
+
+/// An allowed exporter range (`--allow-exporter CIDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExporterRange {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl ExporterRange {
+    /// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address.
+    pub fn parse(s: &str) -> Result<ExporterRange, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .map_err(|_| format!("{s:?}: bad prefix length"))?
+        };
+        if prefix > max {
+            return Err(format!("{s:?}: prefix length above {max}"));
+        }
+        Ok(ExporterRange {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        let bits = |a: IpAddr| -> u128 {
+            match a {
+                IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+                IpAddr::V6(v) => u128::from(v),
+            }
+        };
+        if ip.is_ipv4() != self.addr.is_ipv4() {
+            return false;
+        }
+        // IPv4 sits in the top 32 bits, so the prefix counts from the top either way.
+        let shift = 128 - u32::from(self.prefix);
+        let mask = if shift >= 128 { 0 } else { u128::MAX << shift };
+        bits(ip) & mask == bits(self.addr) & mask
+    }
+}
+
+/// Per-exporter counters of what the collector did with its datagrams.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExporterCounters {
+    /// Export protocols seen (`netflow-v9`, `sflow`, ...).
+    pub protocols: std::collections::BTreeSet<&'static str>,
+    /// Datagrams taken.
+    pub datagrams: u64,
+    /// Flow records decoded.
+    pub records: u64,
+    /// sFlow counter samples (counted, not flows).
+    pub counter_samples: u64,
+    /// Malformed datagrams by reason.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Datagrams dropped because the exporter is not allowed.
+    pub not_allowed: u64,
+    /// Last sampling rate seen.
+    pub sampling: Option<u32>,
+}
+
+/// What became of one UDP datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not an export (or not on an export port): treat it as ordinary traffic.
+    NotExport,
+    /// Decoded: this many records.
+    Decoded(usize),
+    /// An export that could not be decoded, with the reason counted.
+    Malformed(String),
+    /// From an exporter outside `--allow-exporter`: dropped and counted.
+    NotAllowed,
+}
+
+/// Decodes export datagrams for any number of exporters.
+pub struct ExportDecoder {
+    cache: TemplateCache,
+    default_sampling: u32,
+    allowed: Vec<ExporterRange>,
+    ports: Option<Vec<u16>>,
+    exporters: BTreeMap<IpAddr, ExporterCounters>,
+}
+
+impl ExportDecoder {
+    /// A decoder. `allowed` empty means every exporter; `ports` restricts
+    /// which UDP destination ports are tried in captures.
+    pub fn new(
+        default_sampling: u32,
+        allowed: Vec<ExporterRange>,
+        ports: Option<Vec<u16>>,
+    ) -> ExportDecoder {
+        ExportDecoder {
+            cache: TemplateCache::new(TemplateCacheConfig::default()),
+            default_sampling,
+            allowed,
+            ports,
+            exporters: BTreeMap::new(),
+        }
+    }
+
+    /// Per-exporter counters of this decoder.
+    pub fn exporters(&self) -> &BTreeMap<IpAddr, ExporterCounters> {
+        &self.exporters
+    }
+
+    /// The template cache (per-exporter template statistics).
+    pub fn templates(&self) -> &TemplateCache {
+        &self.cache
+    }
+
+    /// A UDP datagram seen in a capture: decoded if it is an export.
+    pub fn captured(
+        &mut self,
+        exporter: IpAddr,
+        dport: u16,
+        received_at: Timestamp,
+        payload: &[u8],
+        out: &mut Vec<ExportRecord>,
+    ) -> Outcome {
+        if self.ports.as_ref().is_some_and(|p| !p.contains(&dport)) {
+            return Outcome::NotExport;
+        }
+        let kind = if netflow::looks_like_netflow(payload) {
+            ExportKind::Netflow
+        } else if sflow::looks_like_sflow(payload) {
+            ExportKind::Sflow
+        } else {
+            return Outcome::NotExport;
+        };
+        self.datagram(kind, exporter, received_at, payload, out)
+    }
+
+    /// A datagram received by a listener of `kind`.
+    pub fn datagram(
+        &mut self,
+        kind: ExportKind,
+        exporter: IpAddr,
+        received_at: Timestamp,
+        payload: &[u8],
+        out: &mut Vec<ExportRecord>,
+    ) -> Outcome {
+        let exporter = exporter.to_canonical();
+        let counters = self.exporters.entry(exporter).or_default();
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|r| r.contains(exporter)) {
+            counters.not_allowed += 1;
+            return Outcome::NotAllowed;
+        }
+        counters.datagrams += 1;
+        let before = out.len();
+        let result = match kind {
+            ExportKind::Netflow => netflow::decode(
+                exporter,
+                received_at,
+                payload,
+                &mut self.cache,
+                self.default_sampling,
+                out,
+            )
+            .map(|s| {
+                counters.protocols.insert(match s.version {
+                    5 => "netflow-v5",
+                    9 => "netflow-v9",
+                    _ => "ipfix",
+                });
+            })
+            .map_err(|e| (e.reason, e.to_string())),
+            ExportKind::Sflow => sflow::decode(exporter, received_at, payload, out)
+                .map(|s| {
+                    counters.protocols.insert("sflow");
+                    counters.counter_samples += u64::try_from(s.counter_samples).unwrap_or(0);
+                })
+                .map_err(|e| (e.reason, e.to_string())),
+        };
+        let decoded = out.len() - before;
+        counters.records += u64::try_from(decoded).unwrap_or(0);
+        if let Some(r) = out[before..].iter().rev().find(|r| r.sampling > 0) {
+            counters.sampling = Some(r.sampling);
+        }
+        match result {
+            Ok(()) => Outcome::Decoded(decoded),
+            Err((reason, text)) => {
+                *counters.errors.entry(reason).or_insert(0) += 1;
+                Outcome::Malformed(text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporter_ranges() {
+        let r = ExporterRange::parse("192.0.2.0/24").unwrap();
+        assert!(r.contains("192.0.2.77".parse().unwrap()));
+        assert!(!r.contains("192.0.3.1".parse().unwrap()));
+        assert!(r.contains("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!r.contains("2001:db8::1".parse().unwrap()));
+        let h = ExporterRange::parse("2001:db8::1").unwrap();
+        assert!(h.contains("2001:db8::1".parse().unwrap()));
+        assert!(!h.contains("2001:db8::2".parse().unwrap()));
+        assert!(
+            ExporterRange::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("203.0.113.9".parse().unwrap())
+        );
+        assert!(ExporterRange::parse("10.0.0.0/33").is_err());
+        assert!(ExporterRange::parse("nonsense").is_err());
+    }
+}
