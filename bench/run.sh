@@ -24,13 +24,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 FLOWS=${FLOWS:-100000}
 PACKETS=${PACKETS:-2000000}
 SEED=${SEED:-1}
+# Capture-time span of flow starts: 10 s keeps ~100k flows live at once (a
+# busy link), which is what the memory-per-live-flow figure needs.
+DURATION=${DURATION:-10}
 RUNS=${RUNS:-3}
 SKIP=${SKIP:-}
 OUT=bench/out
 BIN=${CARGO_TARGET_DIR:-target}/release
-PCAP=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED.pcap
-ZONES=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED.zones.toml
-GENLOG=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED.gencap.txt
+PCAP=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED-d$DURATION.pcap
+ZONES=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED-d$DURATION.zones.toml
+GENLOG=$OUT/bench-f$FLOWS-p$PACKETS-s$SEED-d$DURATION.gencap.txt
 RUNDIR=$OUT/runs
 RESULTS=$OUT/results.tsv
 TIME_BIN=/usr/bin/time
@@ -52,7 +55,7 @@ fi
 if [[ ! -s $PCAP || ! -s $ZONES ]]; then
     log "== generating $PCAP ($FLOWS flows, $PACKETS packets, seed $SEED)"
     if ! "$BIN/zonewatch-gencap" bench --out "$PCAP.tmp" --flows "$FLOWS" --packets "$PACKETS" \
-        --seed "$SEED" --zones-out "$ZONES" 2>"$GENLOG"; then
+        --seed "$SEED" --duration-secs "$DURATION" --zones-out "$ZONES" 2>"$GENLOG"; then
         cat "$GENLOG" >&2
         rm -f "$PCAP.tmp"
         exit 2
@@ -173,7 +176,7 @@ measure "cat" "0" "" cat "$PCAP"
 {
     echo "## zonewatch benchmark"
     echo
-    echo "Capture: \`$PCAP\`: $NPKTS packets, $FLOWS flows, $((SIZE / 1048576)) MiB, from \`zonewatch-gencap bench --flows $FLOWS --packets $PACKETS --seed $SEED\`."
+    echo "Capture: \`$PCAP\`: $NPKTS packets, $FLOWS flows, $((SIZE / 1048576)) MiB, from \`zonewatch-gencap bench --flows $FLOWS --packets $PACKETS --seed $SEED --duration-secs $DURATION\`."
     echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr). $(date -u +%Y-%m-%dT%H:%M:%SZ)."
     echo "Median of $RUNS runs from a warm page cache$( ((HAVE_HYPERFINE)) && echo ' (hyperfine)'). Max RSS is from GNU time. F is the capture and Z its zones file."
     echo

@@ -320,3 +320,134 @@ fn exporters_outside_the_allow_list_are_dropped_and_counted() {
     assert!(dropped >= 1, "{line}");
     assert!(line.contains(" 0 datagrams"), "{line}");
 }
+
+#[test]
+fn templates_carry_across_inputs_and_data_alone_decodes_nothing() {
+    let Some(corpus) = corpus() else { return };
+    let nf = corpus.join("netflow");
+    let expected = corpus.join("expected").join("netflow");
+    for (template, data, combined) in [
+        (
+            "akvorado-v9-template.pcap",
+            "akvorado-v9-data.pcap",
+            "akvorado-v9-template+data.pcap",
+        ),
+        (
+            "akvorado-ipfixprobe-templates.pcap",
+            "akvorado-ipfixprobe-data.pcap",
+            "akvorado-ipfixprobe-templates+data.pcap",
+        ),
+        (
+            "akvorado-icmp-template.pcap",
+            "akvorado-icmp-data.pcap",
+            "akvorado-icmp-template+data.pcap",
+        ),
+    ] {
+        let reference =
+            std::fs::read_to_string(expected.join(format!("{combined}.records.jsonl"))).unwrap();
+        let want = reference
+            .lines()
+            .filter(|l| l.contains("\"type\": \"record\""))
+            .count();
+        let out = zonewatch(&[
+            "flows",
+            "--unidirectional",
+            s(&nf.join(template)),
+            s(&nf.join(data)),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flows = jsonl(&out.stdout);
+        assert_eq!(
+            flows.len(),
+            want,
+            "{template} then {data}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(flows.iter().all(|f| {
+            f["export"]["template_id"]
+                .as_u64()
+                .is_some_and(|t| t >= 256)
+        }));
+        let alone = zonewatch(&["flows", "--unidirectional", s(&nf.join(data))]);
+        assert!(alone.status.success());
+        assert!(
+            jsonl(&alone.stdout).is_empty(),
+            "{data} alone decoded records"
+        );
+        assert!(
+            String::from_utf8_lossy(&alone.stderr).contains("without template"),
+            "{}",
+            String::from_utf8_lossy(&alone.stderr)
+        );
+    }
+}
+
+#[test]
+fn vpc_flow_logs_raise_findings_with_their_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("flows.log");
+    std::fs::write(
+        &log,
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n\
+         2 123456789012 eni-0a1b2c 198.51.100.23 10.2.0.10 50211 5432 6 10 840 1714557600 1714557660 ACCEPT OK\n\
+         2 123456789012 eni-0a1b2c 10.2.0.10 198.51.100.23 5432 50211 6 8 4200 1714557600 1714557660 ACCEPT OK\n\
+         2 123456789012 eni-0a1b2c 198.51.100.99 10.2.0.11 61000 22 6 1 40 1714557600 1714557660 REJECT OK\n\
+         2 123456789012 eni-0a1b2c - - - - - - - 1714557600 1714557660 - NODATA\n\
+         2 123456789012 eni-0a1b2c 198.51.100.1 not-an-address 1 2 6 1 40 1714557600 1714557660 ACCEPT OK\n",
+    )
+    .unwrap();
+    // Gzip-compressed, as S3 delivers them: recognised by content.
+    let gz = dir.path().join("flows.log.gz");
+    let zipped = Command::new("gzip").arg("-c").arg(&log).output().unwrap();
+    std::fs::write(&gz, zipped.stdout).unwrap();
+    let zones = crate::root().join("examples").join("zones.toml");
+    for input in [&log, &gz] {
+        let out = zonewatch(&[
+            "analyze",
+            s(input),
+            "--zones",
+            s(&zones),
+            "--format",
+            "json",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let fs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let fs = fs.as_array().unwrap();
+        let pe = fs
+            .iter()
+            .find(|f| f["kind"] == "public-exposure")
+            .unwrap_or_else(|| panic!("{fs:#?}"));
+        assert_eq!(
+            (pe["dst"].as_str(), pe["service"].as_str()),
+            (Some("10.2.0.10"), Some("tcp/5432"))
+        );
+        let ev = &pe["evidence"][0];
+        assert_eq!(
+            (
+                ev["packets"].as_u64(),
+                ev["rpackets"].as_u64(),
+                ev["state"].as_str()
+            ),
+            (Some(10), Some(8), Some("established"))
+        );
+        assert_eq!(ev["export"]["protocol"], "vpc-flow-log");
+        assert_eq!(ev["export"]["records"], 2);
+        // The REJECT line is a blocked attempt on a forbidden path.
+        let fp = fs
+            .iter()
+            .find(|f| f["kind"] == "forbidden-path")
+            .unwrap_or_else(|| panic!("{fs:#?}"));
+        assert_eq!(fp["evidence"][0]["state"], "rejected");
+        assert_eq!(fp["answered"], 0);
+        // The bad line is named with its file and line, and the rest still counts.
+        assert!(
+            stderr.contains(":6:") && stderr.contains("not-an-address"),
+            "{stderr}"
+        );
+    }
+}
