@@ -5,10 +5,13 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use serde::Serialize;
+
 use crate::time::Timestamp;
 
 /// The export protocol a record came in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ExportProtocol {
     /// NetFlow v5.
     NetflowV5,
@@ -42,7 +45,8 @@ impl fmt::Display for ExportProtocol {
 }
 
 /// A direction the exporter stated for a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StatedDirection {
     /// The record's source is the flow's initiator (RFC 5103 biflowDirection
     /// 1 "initiator", ASA NSEL initiator fields, ...).
@@ -53,7 +57,8 @@ pub enum StatedDirection {
 
 /// What a firewall did with a flow, as the exporter stated it (AWS VPC Flow
 /// Logs `action`). A rejected record is a blocked flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FlowAction {
     /// The traffic was allowed (`ACCEPT`).
     Accept,
@@ -63,7 +68,7 @@ pub enum FlowAction {
 
 /// Counters of the reverse direction carried in the same record (RFC 5103
 /// biflow reverse fields, enterprise 29305).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct ReverseCounters {
     /// Packets destination → source.
     pub packets: u64,
@@ -75,7 +80,7 @@ pub struct ReverseCounters {
 
 /// One unidirectional flow record, as exported. Counters are as the exporter
 /// sent them (not yet scaled by `sampling`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExportRecord {
     /// Export protocol.
     pub protocol: ExportProtocol,

@@ -36,10 +36,8 @@ pub struct ExportInfo {
     pub template_id: Option<u16>,
     /// Records stitched into this flow.
     pub records: u32,
-    /// Packets and bytes of the first record as exported (before scaling).
-    pub record_packets: u64,
-    /// See `record_packets`.
-    pub record_bytes: u64,
+    /// The first record of the flow, as decoded (counters not scaled).
+    pub record: Box<ExportRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -366,8 +364,7 @@ impl Pending {
                 domain: rec.domain,
                 template_id: rec.template_id,
                 records: 0,
-                record_packets: rec.packets,
-                record_bytes: rec.bytes,
+                record: Box::new(rec.clone()),
             },
             seen: rec.last,
         }
