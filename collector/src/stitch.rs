@@ -20,7 +20,7 @@ use crate::export::{ExportProtocol, ExportRecord, FlowAction, StatedDirection};
 use crate::packet::{ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
 use crate::services::is_service_port;
-use crate::table::TableConfig;
+use crate::table::{TableConfig, addr_bytes, bytes_addr};
 use crate::time::Timestamp;
 
 /// Where an exported flow came from: its evidence.
@@ -78,25 +78,6 @@ struct Pending {
     seen: Timestamp,
 }
 
-fn addr_bytes(a: IpAddr) -> ([u8; 16], bool) {
-    match a.to_canonical() {
-        IpAddr::V4(v4) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&v4.octets());
-            (b, false)
-        }
-        IpAddr::V6(v6) => (v6.octets(), true),
-    }
-}
-
-fn bytes_addr(b: &[u8; 16], v6: bool) -> IpAddr {
-    if v6 {
-        IpAddr::from(*b)
-    } else {
-        IpAddr::from([b[0], b[1], b[2], b[3]])
-    }
-}
-
 /// Counters of the stitcher.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StitchStats {
@@ -144,6 +125,15 @@ impl Stitcher {
         u16::try_from(self.sources.len() - 1).unwrap_or(u16::MAX)
     }
 
+    /// The sampling rate in force for a record (the default when unknown).
+    fn sampling_of(&self, rec: &ExportRecord) -> u32 {
+        if rec.sampling == 0 {
+            self.default_sampling
+        } else {
+            rec.sampling
+        }
+    }
+
     /// Counters.
     pub fn stats(&self) -> &StitchStats {
         &self.stats
@@ -157,15 +147,6 @@ impl Stitcher {
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
-    }
-
-    fn idle_secs(&self, proto: u8) -> u64 {
-        match proto {
-            ip_proto::TCP => self.config.tcp_idle_secs,
-            ip_proto::UDP => self.config.udp_idle_secs,
-            ip_proto::ICMP | ip_proto::ICMPV6 => self.config.icmp_idle_secs,
-            _ => self.config.other_idle_secs,
-        }
     }
 
     /// Takes one record. `now` is the collector's time (the record's
@@ -182,11 +163,7 @@ impl Stitcher {
         if now > self.now {
             self.now = now;
         }
-        let sampling = if rec.sampling == 0 {
-            self.default_sampling
-        } else {
-            rec.sampling
-        };
+        let sampling = self.sampling_of(rec);
         let (exporter, _) = addr_bytes(rec.exporter);
         let (src, v6) = addr_bytes(rec.src);
         let (dst, _) = addr_bytes(rec.dst);
@@ -212,7 +189,7 @@ impl Stitcher {
             self.evict(out);
         }
         let scale = u64::from(sampling);
-        let idle = self.idle_secs(rec.proto);
+        let idle = self.config.idle_secs(rec.proto);
         let entry = match self.flows.entry(key) {
             Entry::Occupied(o) => {
                 let p = o.into_mut();
@@ -264,17 +241,11 @@ impl Stitcher {
             self.now = now;
         }
         let now = self.now;
-        let config = self.config.clone();
-        let idle = |proto: u8| match proto {
-            ip_proto::TCP => config.tcp_idle_secs,
-            ip_proto::UDP => config.udp_idle_secs,
-            ip_proto::ICMP | ip_proto::ICMPV6 => config.icmp_idle_secs,
-            _ => config.other_idle_secs,
-        };
+        let config = &self.config;
         let sources = &self.sources;
         for (k, p) in self
             .flows
-            .extract_if(|k, p| p.seen.plus_secs(idle(k.proto)) < now)
+            .extract_if(|k, p| p.seen.plus_secs(config.idle_secs(k.proto)) < now)
         {
             out.push(build(sources, &k, &p));
             count(&mut self.stats, &p);
@@ -301,11 +272,7 @@ impl Stitcher {
     pub fn as_exported(&mut self, source: u16, rec: &ExportRecord) -> FlowRecord {
         self.stats.records += 1;
         self.stats.flows += 1;
-        let sampling = if rec.sampling == 0 {
-            self.default_sampling
-        } else {
-            rec.sampling
-        };
+        let sampling = self.sampling_of(rec);
         let (exporter, _) = addr_bytes(rec.exporter);
         let (src, v6) = addr_bytes(rec.src);
         let (dst, _) = addr_bytes(rec.dst);

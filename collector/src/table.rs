@@ -40,6 +40,18 @@ pub struct TableConfig {
     pub sweep_interval_secs: u64,
 }
 
+impl TableConfig {
+    /// The idle timeout of a protocol (TCP: the established one).
+    pub fn idle_secs(&self, proto: u8) -> u64 {
+        match proto {
+            ip_proto::TCP => self.tcp_idle_secs,
+            ip_proto::UDP => self.udp_idle_secs,
+            ip_proto::ICMP | ip_proto::ICMPV6 => self.icmp_idle_secs,
+            _ => self.other_idle_secs,
+        }
+    }
+}
+
 impl Default for TableConfig {
     fn default() -> Self {
         TableConfig {
@@ -160,7 +172,8 @@ pub struct FlowTable {
     stats: TableStats,
 }
 
-fn addr_bytes(a: IpAddr) -> ([u8; 16], bool) {
+/// An address as 16 bytes (IPv4 in the first 4) and whether it is IPv6.
+pub(crate) fn addr_bytes(a: IpAddr) -> ([u8; 16], bool) {
     match a.to_canonical() {
         IpAddr::V4(v4) => {
             let mut b = [0u8; 16];
@@ -171,7 +184,8 @@ fn addr_bytes(a: IpAddr) -> ([u8; 16], bool) {
     }
 }
 
-fn bytes_addr(b: &[u8; 16], v6: bool) -> IpAddr {
+/// The inverse of [`addr_bytes`].
+pub(crate) fn bytes_addr(b: &[u8; 16], v6: bool) -> IpAddr {
     if v6 {
         IpAddr::from(*b)
     } else {
@@ -656,9 +670,7 @@ fn idle_timeout(config: &TableConfig, key: &FlowKey, flow: &Flow) -> u64 {
                 config.tcp_idle_secs
             }
         }
-        ip_proto::UDP => config.udp_idle_secs,
-        ip_proto::ICMP | ip_proto::ICMPV6 => config.icmp_idle_secs,
-        _ => config.other_idle_secs,
+        _ => config.idle_secs(key.proto),
     }
 }
 

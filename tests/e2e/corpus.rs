@@ -41,84 +41,46 @@ fn parse_tsv(text: &str) -> Vec<Pkt> {
     for line in lines {
         let row: Vec<&str> = line.split('\t').collect();
         let protocols = first(&cols, &row, "frame.protocols").unwrap_or("");
+        // The outermost IP header decides (tunnels list the inner one after it).
+        let v6_outer = protocols
+            .find(":ipv6")
+            .is_some_and(|p6| protocols.find(":ip:").is_none_or(|p4| p6 < p4));
         let (src, dst, proto, ip_len, ip_id, frag_later, frag_first) =
-            if let Some(src) = first(&cols, &row, "ip.src") {
-                // The outermost IP header decides; skip frames whose outer IP is IPv6 but listed later.
-                let v6_first = protocols
-                    .find(":ipv6")
-                    .is_some_and(|p6| protocols.find(":ip:").is_none_or(|p4| p6 < p4));
-                if v6_first {
-                    let src = first(&cols, &row, "ipv6.src").expect("ipv6.src");
-                    let dst = first(&cols, &row, "ipv6.dst").expect("ipv6.dst");
-                    let plen: u64 = first(&cols, &row, "ipv6.plen")
+            if first(&cols, &row, "ip.src").is_some() && !v6_outer {
+                let num = |name: &str| {
+                    first(&cols, &row, name)
                         .unwrap_or("0")
-                        .parse()
-                        .unwrap_or(0);
-                    let off: u64 = first(&cols, &row, "ipv6.fraghdr.offset")
-                        .unwrap_or("0")
-                        .parse()
-                        .unwrap_or(0);
-                    let more = first(&cols, &row, "ipv6.fraghdr.more").unwrap_or("0");
-                    let nxt = upper_v6(protocols, first(&cols, &row, "ipv6.nxt"));
-                    let id = first(&cols, &row, "ipv6.fraghdr.ident")
-                        .unwrap_or("")
-                        .to_string();
-                    (
-                        src,
-                        dst,
-                        nxt,
-                        plen + 40,
-                        id,
-                        off > 0,
-                        off == 0 && (more == "1" || more == "True"),
-                    )
-                } else {
-                    let dst = first(&cols, &row, "ip.dst").expect("ip.dst");
-                    let proto: u8 = first(&cols, &row, "ip.proto")
-                        .unwrap_or("0")
-                        .parse()
-                        .unwrap_or(0);
-                    let len: u64 = first(&cols, &row, "ip.len")
-                        .unwrap_or("0")
-                        .parse()
-                        .unwrap_or(0);
-                    let off: u64 = first(&cols, &row, "ip.frag_offset")
-                        .unwrap_or("0")
-                        .parse()
-                        .unwrap_or(0);
-                    let mf = first(&cols, &row, "ip.flags.mf").unwrap_or("0");
-                    let id = first(&cols, &row, "ip.id").unwrap_or("").to_string();
-                    (
-                        src,
-                        dst,
-                        proto,
-                        len,
-                        id,
-                        off > 0,
-                        off == 0 && (mf == "1" || mf == "True"),
-                    )
-                }
+                        .parse::<u64>()
+                        .unwrap_or(0)
+                };
+                let off = num("ip.frag_offset");
+                let mf = first(&cols, &row, "ip.flags.mf").unwrap_or("0");
+                (
+                    first(&cols, &row, "ip.src").expect("ip.src"),
+                    first(&cols, &row, "ip.dst").expect("ip.dst"),
+                    u8::try_from(num("ip.proto")).unwrap_or(0),
+                    num("ip.len"),
+                    first(&cols, &row, "ip.id").unwrap_or("").to_string(),
+                    off > 0,
+                    off == 0 && (mf == "1" || mf == "True"),
+                )
             } else if let Some(src) = first(&cols, &row, "ipv6.src") {
-                let dst = first(&cols, &row, "ipv6.dst").expect("ipv6.dst");
-                let plen: u64 = first(&cols, &row, "ipv6.plen")
-                    .unwrap_or("0")
-                    .parse()
-                    .unwrap_or(0);
-                let off: u64 = first(&cols, &row, "ipv6.fraghdr.offset")
-                    .unwrap_or("0")
-                    .parse()
-                    .unwrap_or(0);
+                let num = |name: &str| {
+                    first(&cols, &row, name)
+                        .unwrap_or("0")
+                        .parse::<u64>()
+                        .unwrap_or(0)
+                };
+                let off = num("ipv6.fraghdr.offset");
                 let more = first(&cols, &row, "ipv6.fraghdr.more").unwrap_or("0");
-                let nxt = upper_v6(protocols, first(&cols, &row, "ipv6.nxt"));
-                let id = first(&cols, &row, "ipv6.fraghdr.ident")
-                    .unwrap_or("")
-                    .to_string();
                 (
                     src,
-                    dst,
-                    nxt,
-                    plen + 40,
-                    id,
+                    first(&cols, &row, "ipv6.dst").expect("ipv6.dst"),
+                    upper_v6(protocols, first(&cols, &row, "ipv6.nxt")),
+                    num("ipv6.plen") + 40,
+                    first(&cols, &row, "ipv6.fraghdr.ident")
+                        .unwrap_or("")
+                        .to_string(),
                     off > 0,
                     off == 0 && (more == "1" || more == "True"),
                 )
