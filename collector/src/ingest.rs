@@ -343,16 +343,16 @@ pub fn read_capture_pipelined(
         });
         let mut out = Vec::new();
         for mut batch in full_rx.iter() {
-            for item in batch.drain(..) {
+            for item in &batch {
                 match item {
                     Item::Packet(ts, info) => {
-                        table.ingest(source.table, ts, &info, &mut out);
+                        table.ingest(source.table, *ts, info, &mut out);
                     }
                     Item::Export(ts, rec) => {
                         if unidirectional {
-                            out.push(stitcher.as_exported(source.stitcher, &rec));
+                            out.push(stitcher.as_exported(source.stitcher, rec));
                         } else {
-                            stitcher.ingest(source.stitcher, &rec, ts, &mut out);
+                            stitcher.ingest(source.stitcher, rec, *ts, &mut out);
                         }
                     }
                 }
@@ -360,6 +360,7 @@ pub fn read_capture_pipelined(
                     on_flows(&mut out);
                 }
             }
+            batch.clear();
             let _ = empty_tx.try_send(batch);
         }
         drop(empty_tx);
