@@ -483,3 +483,35 @@ fn broken_pipe_exits_quietly() {
     );
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn progress_bar_on_a_terminal_only() {
+    let Some(corpus) = corpus() else { return };
+    if !have_tool("script", "bsdutils") {
+        return;
+    }
+    let file = corpus.join("pcap").join("ndpi-webex.pcap");
+    let mut cmd = format!("'{}' flows", env!("CARGO_BIN_EXE_zonewatch"));
+    for _ in 0..150 {
+        cmd.push_str(&format!(" '{}'", s(&file)));
+    }
+    // `script` gives the command a terminal; stdout goes to /dev/null, so
+    // what comes back is stderr as a terminal shows it.
+    let tty = Command::new("script")
+        .args(["-qec", &format!("{cmd} > /dev/null"), "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        shown.contains("MiB") && shown.contains("packets"),
+        "no progress bar on a terminal: {shown:?}"
+    );
+    // In a pipe: only the summary line.
+    let piped = Command::new("sh")
+        .args(["-c", &format!("{cmd} 2>&1 >/dev/null | cat")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&piped.stdout);
+    assert!(!text.contains('\r') && !text.contains("MiB"), "{text:?}");
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+}
