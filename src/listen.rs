@@ -180,3 +180,29 @@ pub fn run(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_default_to_loopback() {
+        let (k, a) = parse_spec("netflow=2055").unwrap();
+        assert_eq!(
+            (k, a.to_string().as_str()),
+            (ExportKind::Netflow, "127.0.0.1:2055")
+        );
+        let (k, a) = parse_spec("sflow=[::1]:6343").unwrap();
+        assert_eq!(
+            (k, a.to_string().as_str()),
+            (ExportKind::Sflow, "[::1]:6343")
+        );
+        assert_eq!(
+            parse_spec("ipfix=0.0.0.0:4739").unwrap().1.to_string(),
+            "0.0.0.0:4739"
+        );
+        for bad in ["netflow", "jflow=2055", "netflow=host", "sflow=99999"] {
+            assert!(parse_spec(bad).is_err(), "{bad}");
+        }
+    }
+}

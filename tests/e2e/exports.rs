@@ -175,8 +175,16 @@ fn softflowd_exports_equal_the_capture_flows() {
         ("10", vec!["-b"], false, true),
     ] {
         let l = listen("netflow", &[]);
+        // A malformed datagram first: counted, and the listener goes on.
+        let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        junk.send_to(&[0, 9, 0, 1, 0xde, 0xad], ("127.0.0.1", l.port))
+            .unwrap();
         softflowd(s(&pcap), l.port, version, &extra);
         let (flows, stderr) = l.stop();
+        assert!(
+            stderr.contains("errors: truncated-header 1"),
+            "v{version}: {stderr}"
+        );
         assert!(
             !flows.is_empty(),
             "v{version} {extra:?}: no flows: {stderr}"
@@ -450,4 +458,96 @@ fn vpc_flow_logs_raise_findings_with_their_evidence() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn analyze_listen_prints_findings_with_exporter_evidence() {
+    let Some(corpus) = corpus() else { return };
+    if !have_tool("softflowd", "softflowd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones.toml");
+    std::fs::write(
+        &zones,
+        "[[zone]]\nname = \"campus\"\ncidrs = [\"141.142.0.0/16\"]\ntrust = \"high\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zonewatch"))
+        .args([
+            "analyze",
+            "--listen",
+            "netflow=127.0.0.1:0",
+            "--zones",
+            s(&zones),
+            "--format",
+            "jsonl",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    softflowd(
+        s(&corpus.join("pcap").join("zeek-wikipedia.pcap")),
+        port,
+        "9",
+        &[],
+    );
+    thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    let findings = jsonl(&out);
+    // The campus (trust high) talking out to the internet is egress.
+    let egress: Vec<&Value> = findings.iter().filter(|f| f["kind"] == "egress").collect();
+    assert!(!egress.is_empty(), "{findings:#?} {rest}");
+    let ev = &egress[0]["evidence"][0];
+    assert_eq!(ev["export"]["exporter"], "127.0.0.1");
+    assert_eq!(ev["export"]["protocol"], "netflow-v9");
+    assert!(
+        ev["export"]["template_id"]
+            .as_u64()
+            .is_some_and(|t| t >= 256)
+    );
+    assert!(rest.contains("findings"), "{rest}");
+}
+
+#[test]
+fn duration_ends_a_listener_and_export_ports_restrict_captures() {
+    let out = zonewatch(&["flows", "--listen", "netflow=0", "--duration", "0.5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("received 0 datagrams"));
+    let Some(corpus) = corpus() else { return };
+    let v5 = corpus.join("netflow").join("akvorado-nfv5.pcap");
+    let decoded = jsonl(&zonewatch(&["flows", s(&v5)]).stdout);
+    assert_eq!(decoded.len(), 29);
+    // Only port 2055 is tried: this export went to 9990, so it stays a UDP flow.
+    let plain = jsonl(&zonewatch(&["flows", "--export-ports", "2055", s(&v5)]).stdout);
+    assert_eq!(plain.len(), 1);
+    assert_eq!(
+        (plain[0]["proto"].as_str(), plain[0]["dport"].as_u64()),
+        (Some("udp"), Some(9990))
+    );
+    let allowed = jsonl(&zonewatch(&["flows", "--export-ports", "2055,9990", s(&v5)]).stdout);
+    assert_eq!(allowed.len(), 29);
 }
