@@ -88,7 +88,7 @@ pub struct TableStats {
 }
 
 /// The key of a biflow: endpoints in canonical (sorted) order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlowKey {
     lo: [u8; 16],
     hi: [u8; 16],
@@ -98,6 +98,21 @@ struct FlowKey {
     v6: bool,
     vlan: u16,
     source: u16,
+}
+
+impl std::hash::Hash for FlowKey {
+    /// Three wide writes instead of one per field (the hot path hashes every packet).
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(u128::from_ne_bytes(self.lo));
+        h.write_u128(u128::from_ne_bytes(self.hi));
+        h.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | u64::from(self.proto) << 32
+                | u64::from(self.v6) << 40
+                | u64::from(self.vlan ^ self.source.rotate_left(8)) << 48,
+        );
+    }
 }
 
 // Status bits of a flow.

@@ -1,5 +1,6 @@
 //! `zonewatch-gencap`: writes the synthetic pcap captures zonewatch uses for
-//! its example (`examples/demo.pcap`) and its benchmark (`bench/run.sh`).
+//! its example (`examples/demo.pcap`) and its benchmark (`bench/run.sh`), and
+//! replays recorded flow exports to a collector on loopback (`bench/exports.sh`).
 //!
 //! Every frame is what a real stack would send: IPv4 header, TCP, UDP and
 //! ICMP checksums are correct, TCP sessions have real handshakes and
@@ -8,12 +9,15 @@
 //! the same bytes.
 
 mod bench;
+mod capture;
 mod checksum;
 mod demo;
+mod export_count;
 mod flow;
 mod packet;
 mod payloads;
 mod pcap;
+mod replay;
 mod rng;
 
 use std::fs::File;
@@ -60,6 +64,35 @@ enum Command {
         /// Span of flow start times, in seconds of capture time.
         #[arg(long, default_value_t = 120)]
         duration_secs: u64,
+    },
+    /// Send the UDP payloads of a capture of flow exports (NetFlow v5/v9,
+    /// IPFIX) to a collector on loopback at a steady rate, in file order.
+    ///
+    /// Prints `sent D datagrams, R records in T s (X datagrams/s)`; R counts
+    /// the flow records in the datagrams sent (templates learned from the file).
+    Replay {
+        /// Classic pcap file of export traffic (Ethernet, loopback, raw IP, Linux cooked).
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Destination HOST:PORT; only loopback addresses are accepted.
+        #[arg(long)]
+        to: String,
+        /// Datagrams per second.
+        #[arg(long)]
+        rate: f64,
+        /// Stop after this many seconds (default: at the end of the file).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Start the file over at its end until --seconds have passed or
+        /// --count datagrams are sent (nothing is rewritten).
+        #[arg(long = "loop")]
+        looped: bool,
+        /// Stop after this many datagrams (sends that failed included).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Replay only the capture's datagrams to this UDP port.
+        #[arg(long)]
+        port: Option<u16>,
     },
 }
 
@@ -124,6 +157,32 @@ fn main() -> Result<()> {
                     .with_context(|| format!("cannot write {}", z.display()))?;
                 eprintln!("wrote {}", z.display());
             }
+        }
+        Command::Replay {
+            pcap,
+            to,
+            rate,
+            seconds,
+            looped,
+            count,
+            port,
+        } => {
+            let s = replay::run(&replay::Params {
+                pcap: &pcap,
+                to: &to,
+                port,
+                rate,
+                seconds,
+                looped,
+                count,
+            })?;
+            println!(
+                "sent {} datagrams, {} records in {:.3} s ({:.0} datagrams/s)",
+                s.datagrams,
+                s.records,
+                s.secs,
+                s.datagrams as f64 / s.secs.max(1e-9)
+            );
         }
     }
     Ok(())
