@@ -90,6 +90,9 @@ enum Command {
         /// Stop after this many datagrams (sends that failed included).
         #[arg(long)]
         count: Option<u64>,
+        /// Only read and count the capture: print `file: D datagrams, R records`.
+        #[arg(long)]
+        dry_run: bool,
         /// Replay only the capture's datagrams to this UDP port.
         #[arg(long)]
         port: Option<u16>,
@@ -165,6 +168,7 @@ fn main() -> Result<()> {
             seconds,
             looped,
             count,
+            dry_run,
             port,
         } => {
             let s = replay::run(&replay::Params {
@@ -175,7 +179,12 @@ fn main() -> Result<()> {
                 seconds,
                 looped,
                 count,
+                dry_run,
             })?;
+            if dry_run {
+                println!("file: {} datagrams, {} records", s.datagrams, s.records);
+                return Ok(());
+            }
             println!(
                 "sent {} datagrams, {} records in {:.3} s ({:.0} datagrams/s)",
                 s.datagrams,
