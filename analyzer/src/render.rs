@@ -182,10 +182,19 @@ pub fn findings_jsonl(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
     Ok(())
 }
 
-/// Writes one flow as a JSON line.
+/// Writes one flow as a JSON line, built in a reused buffer by the
+/// collector's hand-written writer and written at once (serde's per-token
+/// writes and escaping were most of the cost of printing flows).
 pub fn flow_jsonl(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
-    serde_json::to_writer(&mut *w, f).map_err(json_error)?;
-    w.write_all(b"\n")
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        zonewatch_collector::json::write_flow(line, f);
+        line.push(b'\n');
+        w.write_all(line)
+    })
 }
 
 /// The CSV header matching [`flow_csv`].

@@ -33,6 +33,7 @@ pub mod community_id;
 pub mod export;
 pub mod exports;
 pub mod ingest;
+pub mod json;
 pub mod netflow;
 pub mod packet;
 pub mod pcap_writer;

@@ -62,9 +62,45 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     )
 }
 
+impl Timestamp {
+    /// RFC 3339 with microseconds (`2024-05-01T10:00:00.000001Z`) into a
+    /// stack buffer: the hot path of every output. Years outside 0..=9999
+    /// fall back to [`fmt::Display`] (which prints them in full).
+    pub(crate) fn rfc3339(self, buf: &mut [u8; 27]) -> Option<&str> {
+        let secs = self.secs();
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let y = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
+        let sod = u32::try_from(secs.rem_euclid(86_400)).ok()?;
+        let micros = self.subsec_nanos() / 1000;
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                if let Some(b) = buf.get_mut(i) {
+                    *b = b'0' + u8::try_from(v % 10).unwrap_or(0);
+                }
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, sod / 3600);
+        put(14, 2, sod / 60 % 60);
+        put(17, 2, sod % 60);
+        put(20, 6, micros);
+        for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')] {
+            buf[i] = c;
+        }
+        std::str::from_utf8(buf).ok()
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// `2024-05-01T10:00:00.000001Z`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 27];
+        if let Some(text) = self.rfc3339(&mut buf) {
+            return f.write_str(text);
+        }
         let secs = self.secs();
         let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400);
@@ -81,7 +117,11 @@ impl fmt::Display for Timestamp {
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut buf = [0u8; 27];
+        match self.rfc3339(&mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -97,6 +137,25 @@ mod tests {
         let leap = Timestamp::from_secs_nanos(951_782_400, 1_000); // 2000-02-29
         assert_eq!(leap.to_string(), "2000-02-29T00:00:00.000001Z");
         assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn fast_and_slow_paths_agree() {
+        for t in [0i64, 1, 999_999_999, 1_300_475_167_096_535_000, -1, 253_402_300_799_999_999] {
+            let ts = Timestamp(t);
+            let secs = ts.secs();
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let sod = secs.rem_euclid(86_400);
+            let slow = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+                sod / 3600,
+                sod / 60 % 60,
+                sod % 60,
+                ts.subsec_nanos() / 1000
+            );
+            assert_eq!(ts.to_string(), slow);
+            assert_eq!(serde_json::to_string(&ts).unwrap(), format!("\"{slow}\""));
+        }
     }
 
     #[test]
