@@ -47,6 +47,23 @@ pub fn parse_spec(spec: &str) -> Result<(ExportKind, SocketAddr)> {
     Ok((kind, addr))
 }
 
+/// Receive buffer asked of the kernel: bursts of export datagrams wait
+/// here while the decoder catches up (the kernel may grant less; see
+/// net.core.rmem_max).
+const RECEIVE_BUFFER_BYTES: usize = 16 << 20;
+
+/// A non-blocking UDP socket with a large receive buffer.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(RECEIVE_BUFFER_BYTES) {
+        tracing::warn!(error = %e, "cannot enlarge the receive buffer");
+    }
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
 fn now() -> Timestamp {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -72,13 +89,12 @@ pub fn run(
     let mut sockets = Vec::new();
     let mut sources = Vec::new();
     for (kind, addr) in &specs {
-        let sock = std::net::UdpSocket::bind(addr).with_context(|| {
+        let sock = bind(*addr).with_context(|| {
             format!(
                 "cannot listen for {} on {addr}: is another collector using the port?",
                 kind.as_str()
             )
         })?;
-        sock.set_nonblocking(true)?;
         let local = sock.local_addr()?;
         tracing::info!(kind = kind.as_str(), address = %local, "listening");
         eprintln!("zonewatch: listening for {} on {local}", kind.as_str());
