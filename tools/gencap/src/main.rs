@@ -9,10 +9,8 @@
 //! the same bytes.
 
 mod bench;
-mod capture;
 mod checksum;
 mod demo;
-mod export_count;
 mod flow;
 mod packet;
 mod payloads;

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::capture;
-use crate::export_count::Counter;
+use zonewatch_collector::capture::CaptureReader;
+use zonewatch_collector::netflow::{self, TemplateCache, TemplateCacheConfig};
+use zonewatch_collector::packet::{Decoded, decode, ip_proto};
+use zonewatch_collector::time::Timestamp;
 
 /// What to replay and how.
 #[derive(Debug, Clone)]
@@ -55,6 +57,47 @@ const PERIOD: Duration = Duration::from_millis(1);
 const CATCH_UP: Duration = Duration::from_millis(5);
 /// Below this wait the sender spins instead of sleeping.
 const SPIN: Duration = Duration::from_micros(100);
+
+/// One UDP datagram of the capture.
+struct Datagram {
+    /// Source address (the exporter).
+    src: std::net::IpAddr,
+    /// The UDP payload.
+    payload: Vec<u8>,
+}
+
+/// The UDP datagrams of a capture, in file order.
+struct Datagrams {
+    datagrams: Vec<Datagram>,
+    frames: u64,
+}
+
+/// Reads the UDP payloads of a capture with zonewatch's own reader and decoder.
+fn read_datagrams(path: &Path, port: Option<u16>) -> Result<Datagrams> {
+    let mut reader =
+        CaptureReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut found = Datagrams {
+        datagrams: Vec::new(),
+        frames: 0,
+    };
+    while let Some(pkt) = reader
+        .next_packet()
+        .with_context(|| format!("{}", path.display()))?
+    {
+        found.frames += 1;
+        if let Decoded::Ip(info) = decode(pkt.linktype, pkt.data)
+            && info.proto == ip_proto::UDP
+            && port.is_none_or(|p| p == info.dport)
+            && let Some(payload) = info.udp_payload(pkt.data)
+        {
+            found.datagrams.push(Datagram {
+                src: info.src,
+                payload: payload.to_vec(),
+            });
+        }
+    }
+    Ok(found)
+}
 
 /// The destination, which must be a loopback address.
 pub fn loopback_destination(to: &str) -> Result<SocketAddr> {
@@ -93,10 +136,7 @@ pub fn run(p: &Params) -> Result<Sent> {
     if p.count == Some(0) {
         bail!("--count must be at least 1");
     }
-    let bytes =
-        std::fs::read(p.pcap).with_context(|| format!("cannot read {}", p.pcap.display()))?;
-    let cap = capture::read(&bytes, p.port).with_context(|| format!("{}", p.pcap.display()))?;
-    drop(bytes);
+    let cap = read_datagrams(p.pcap, p.port)?;
     if cap.datagrams.is_empty() {
         bail!(
             "{}: no UDP datagram{} in {} frames",
@@ -105,54 +145,50 @@ pub fn run(p: &Params) -> Result<Sent> {
             cap.frames
         );
     }
-    // Records per datagram, counted once with the templates of the file.
-    let mut counter = Counter::default();
+    // Records per datagram, counted once by zonewatch's own decoder with the
+    // templates of the file (the same count the collector reports).
+    let mut cache = TemplateCache::new(TemplateCacheConfig::default());
+    let mut out = Vec::new();
     let mut records = Vec::with_capacity(cap.datagrams.len());
-    let (mut total, mut opts, mut no_template, mut malformed, mut not_export) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut total, mut malformed, mut not_export) = (0u64, 0u64, 0u64);
     let mut versions = std::collections::BTreeMap::<u16, u64>::new();
     for d in &cap.datagrams {
-        let c = counter.count(d.src, &d.payload);
-        records.push(c.records);
-        total += c.records;
-        opts += c.options_records;
-        no_template += c.sets_without_template;
-        malformed += u64::from(c.malformed);
-        if c.version == 0 {
+        out.clear();
+        if !netflow::looks_like_netflow(&d.payload) {
             not_export += 1;
-        } else {
-            *versions.entry(c.version).or_default() += 1;
+            records.push(0);
+            continue;
         }
+        match netflow::decode(d.src, Timestamp(0), &d.payload, &mut cache, 1, &mut out) {
+            Ok(summary) => *versions.entry(summary.version).or_default() += 1,
+            Err(_) => malformed += 1,
+        }
+        let n = u64::try_from(out.len()).unwrap_or(0);
+        records.push(n);
+        total += n;
     }
+    let no_template: u64 = cache.stats().values().map(|s| s.dropped_no_template).sum();
     let versions: Vec<String> = versions
         .iter()
         .map(|(v, n)| {
-            format!(
-                "{n} {}",
-                if *v == 10 {
-                    "IPFIX".to_string()
-                } else {
-                    format!("v{v}")
-                }
-            )
+            if *v == 10 {
+                format!("{n} IPFIX")
+            } else {
+                format!("{n} v{v}")
+            }
         })
         .collect();
     eprintln!(
-        "replay: {}: {} frames, {} UDP datagrams ({}), {} flow records, {} options records{}",
+        "replay: {}: {} frames, {} UDP datagrams ({}), {} flow records",
         p.pcap.display(),
         cap.frames,
         cap.datagrams.len(),
         versions.join(", "),
         total,
-        opts,
-        cap.skipped
-            .iter()
-            .map(|(r, n)| format!(", {n} skipped ({r})"))
-            .collect::<String>(),
     );
     if no_template + malformed + not_export > 0 {
         eprintln!(
-            "replay: warning: {no_template} data sets before their template (not counted), \
+            "replay: warning: {no_template} data sets without their template (not counted), \
              {malformed} malformed datagrams, {not_export} datagrams that are not NetFlow/IPFIX"
         );
     }
