@@ -300,7 +300,11 @@ mod tests {
             tcp_flags: 0x12,
             sampling: 100,
             direction: Some(StatedDirection::SrcIsResponder),
-            reverse: Some(ReverseCounters { packets: 1, bytes: 2, tcp_flags: 3 }),
+            reverse: Some(ReverseCounters {
+                packets: 1,
+                bytes: 2,
+                tcp_flags: 3,
+            }),
             vlan: Some(5),
             input_if: None,
             output_if: Some(9),

@@ -87,7 +87,15 @@ impl Timestamp {
         put(14, 2, sod / 60 % 60);
         put(17, 2, sod % 60);
         put(20, 6, micros);
-        for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')] {
+        for (i, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (26, b'Z'),
+        ] {
             buf[i] = c;
         }
         std::str::from_utf8(buf).ok()
@@ -141,7 +149,14 @@ mod tests {
 
     #[test]
     fn fast_and_slow_paths_agree() {
-        for t in [0i64, 1, 999_999_999, 1_300_475_167_096_535_000, -1, 253_402_300_799_999_999] {
+        for t in [
+            0i64,
+            1,
+            999_999_999,
+            1_300_475_167_096_535_000,
+            -1,
+            253_402_300_799_999_999,
+        ] {
             let ts = Timestamp(t);
             let secs = ts.secs();
             let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
