@@ -117,6 +117,8 @@ pub struct ExportDecoder {
     allowed: Vec<ExporterRange>,
     ports: Option<Vec<u16>>,
     exporters: BTreeMap<IpAddr, ExporterCounters>,
+    /// Templates the last NetFlow datagram carried.
+    last_templates: usize,
 }
 
 impl ExportDecoder {
@@ -133,6 +135,7 @@ impl ExportDecoder {
             allowed,
             ports,
             exporters: BTreeMap::new(),
+            last_templates: 0,
         }
     }
 
@@ -158,14 +161,26 @@ impl ExportDecoder {
         if self.ports.as_ref().is_some_and(|p| !p.contains(&dport)) {
             return Outcome::NotExport;
         }
-        let kind = if netflow::looks_like_netflow(payload) {
-            ExportKind::Netflow
-        } else if sflow::looks_like_sflow(payload) {
-            ExportKind::Sflow
-        } else {
+        if sflow::looks_like_sflow(payload) {
+            return self.datagram(ExportKind::Sflow, exporter, received_at, payload, out);
+        }
+        if !netflow::looks_like_netflow(payload) {
             return Outcome::NotExport;
-        };
-        self.datagram(kind, exporter, received_at, payload, out)
+        }
+        // A NetFlow v9 header is a weak signature (any UDP payload starting
+        // 00 09 with a plausible set): a datagram that gives neither records
+        // nor templates, from a source with no templates, stays ordinary
+        // traffic, so a DNS packet with id 9 is never lost from the flows.
+        let known = self.cache.exporter_len(exporter.to_canonical()) > 0;
+        let outcome = self.datagram(ExportKind::Netflow, exporter, received_at, payload, out);
+        if !known
+            && self.last_templates == 0
+            && outcome == Outcome::Decoded(0)
+            && payload.starts_with(&[0, 9])
+        {
+            return Outcome::NotExport;
+        }
+        outcome
     }
 
     /// A datagram received by a listener of `kind`.
@@ -185,6 +200,7 @@ impl ExportDecoder {
         }
         counters.datagrams += 1;
         let before = out.len();
+        let mut templates = 0;
         let result = match kind {
             ExportKind::Netflow => netflow::decode(
                 exporter,
@@ -195,6 +211,7 @@ impl ExportDecoder {
                 out,
             )
             .map(|s| {
+                templates = s.templates;
                 counters.protocols.insert(match s.version {
                     5 => "netflow-v5",
                     9 => "netflow-v9",
@@ -209,6 +226,7 @@ impl ExportDecoder {
                 })
                 .map_err(|e| (e.reason, e.to_string())),
         };
+        self.last_templates = templates;
         let decoded = out.len() - before;
         counters.records += u64::try_from(decoded).unwrap_or(0);
         if let Some(r) = out[before..].iter().rev().find(|r| r.sampling > 0) {
@@ -227,6 +245,30 @@ impl ExportDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_v9_lookalike_from_an_unknown_source_stays_ordinary_traffic() {
+        // 00 09 ...: a DNS message with id 9 can look like a v9 header and a data set.
+        let mut d = vec![
+            0, 9, 0, 1, 0, 0, 0, 0, 0x66, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+        ];
+        d.extend_from_slice(&[0x01, 0x2c, 0, 8, 1, 2, 3, 4]);
+        let mut dec = ExportDecoder::new(1, Vec::new(), None);
+        let mut out = Vec::new();
+        let src: IpAddr = "192.0.2.53".parse().unwrap();
+        assert_eq!(
+            dec.captured(src, 53, Timestamp(0), &d, &mut out),
+            Outcome::NotExport
+        );
+        assert!(out.is_empty());
+        // Not on an allowed port at all: not even tried.
+        let mut only = ExportDecoder::new(1, Vec::new(), Some(vec![2055]));
+        assert_eq!(
+            only.captured(src, 53, Timestamp(0), &d, &mut out),
+            Outcome::NotExport
+        );
+        assert!(only.exporters().is_empty());
+    }
 
     #[test]
     fn exporter_ranges() {
