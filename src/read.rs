@@ -344,6 +344,9 @@ pub fn summary(stats: &ReadStats, engine: &Engine) -> String {
 /// One line per exporter (stderr): records, templates, sampling, sequence gaps, errors.
 pub fn exporter_summary(engine: &Engine) -> Vec<String> {
     let templates = engine.exports.templates().stats();
+    let held = |a: std::net::IpAddr| {
+        u64::try_from(engine.exports.templates().exporter_pending(a)).unwrap_or(0)
+    };
     engine
         .exports
         .exporters()
@@ -352,14 +355,16 @@ pub fn exporter_summary(engine: &Engine) -> Vec<String> {
             let t = templates.get(addr);
             let errors: Vec<String> = c.errors.iter().map(|(r, n)| format!("{r} {n}")).collect();
             format!(
-                "zonewatch: exporter {addr} ({}): {} datagrams, {} records, {} templates, sampling {}, {} sequence gaps, {} data sets without template, {} counter samples, {} not allowed, errors: {}",
+                "zonewatch: exporter {addr} ({}): {} datagrams, {} records, {} templates, sampling {}, {} sequence gaps, {} data sets without template ({} dropped, {} still held), {} counter samples, {} not allowed, errors: {}",
                 c.protocols.iter().copied().collect::<Vec<_>>().join("+"),
                 c.datagrams,
                 c.records,
                 t.map_or(0, |t| t.templates + t.options_templates),
                 c.sampling.map_or("unknown".to_string(), |s| format!("1:{s}")),
                 t.map_or(0, |t| t.sequence_gaps),
+                t.map_or(0, |t| t.dropped_no_template) + held(*addr),
                 t.map_or(0, |t| t.dropped_no_template),
+                held(*addr),
                 c.counter_samples,
                 c.not_allowed,
                 if errors.is_empty() { "none".to_string() } else { errors.join(", ") }

@@ -68,6 +68,16 @@ pub enum Confidence {
     High,
 }
 
+impl fmt::Display for Confidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        })
+    }
+}
+
 /// The suppression that silenced a finding (or that matched but had expired).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SuppressionNote {

@@ -48,7 +48,11 @@ fn service_text(f: &Finding) -> String {
 fn row(f: &Finding) -> [String; 9] {
     [
         f.severity.to_string(),
-        f.kind.to_string(),
+        if f.suppressed.is_some() {
+            format!("{} (suppressed)", f.kind)
+        } else {
+            f.kind.to_string()
+        },
         format!("{} -> {}", f.src_zone, f.dst_zone),
         target_text(f),
         service_text(f),
@@ -116,7 +120,7 @@ pub fn findings_markdown(w: &mut dyn Write, findings: &[Finding]) -> io::Result<
         writeln!(w)?;
         writeln!(
             w,
-            "{} -> {}, {} flow(s), {} packet(s), {} byte(s), {} answered, confidence {:?}, {} .. {}",
+            "{} -> {}, {} flow(s), {} packet(s), {} byte(s), {} answered, confidence {}, {} .. {}",
             f.src_zone,
             f.dst_zone,
             f.flows,
@@ -251,8 +255,8 @@ pub fn flow_csv(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
 pub fn flow_table_header(w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
-        "{:<27} {:<6} {:>41} {:>41} {:>8} {:>10} {:>8} {:>10} {:<11} {:<8}",
-        "FIRST", "PROTO", "SRC", "DST", "PKTS", "BYTES", "RPKTS", "RBYTES", "STATE", "FLAGS"
+        "{:<27} {:<6} {:<41} {:<41} {:>8} {:>10} {:>8} {:>10} {:<11} FLAGS",
+        "FIRST", "PROTO", "SRC", "DST", "PKTS", "BYTES", "RPKTS", "RBYTES", "STATE"
     )
 }
 
@@ -264,7 +268,7 @@ pub fn flow_table_row(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
     };
     writeln!(
         w,
-        "{:<27} {:<6} {:>41} {:>41} {:>8} {:>10} {:>8} {:>10} {:<11} {}/{}",
+        "{:<27} {:<6} {:<41} {:<41} {:>8} {:>10} {:>8} {:>10} {:<11} {}/{}",
         f.first.to_string(),
         f.proto.to_string(),
         ep(f.src, f.sport),

@@ -585,6 +585,7 @@ impl FlowTable {
             ..
         } = self;
         let mut taken = 0;
+        let start = out.len();
         for (k, f) in flows.extract_if(|k, f| {
             taken < budget && expired(config, k, f, now) && {
                 taken += 1;
@@ -593,6 +594,8 @@ impl FlowTable {
         }) {
             out.push(make_record(sources, vlans, &k, &f));
         }
+        // The table's order is random (seeded hasher): give the same output every run.
+        out[start..].sort_unstable_by_key(|r| (r.first, r.id));
         fragments.retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
         taken < budget
     }

@@ -135,6 +135,10 @@ fn example_raises_every_finding_kind() {
         stderr.contains("1 suppressed") || stderr.contains("2 suppressed"),
         "{stderr}"
     );
+    let (pcap, zones) = example();
+    let table = zonewatch(&["analyze", &pcap, "--zones", &zones, "--show-suppressed"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(text.matches("(suppressed)").count(), 2, "{text}");
     let (all, _) = analyze_json(&["--show-suppressed"]);
     let sup = find(&all, "unexpected-path", |f| f["src_zone"] == "monitoring");
     assert_eq!(sup["suppressed"]["owner"], "netops");
@@ -261,6 +265,9 @@ fn flows_formats_and_summary() {
         stderr.contains(&format!("{} flows", flows.len())),
         "{stderr}"
     );
+    // The same input gives the same output, byte for byte (the flow table's
+    // hasher is randomly seeded; its order must not leak).
+    assert_eq!(zonewatch(&["flows", &pcap]).stdout, out.stdout);
     let csv = zonewatch(&["flows", &pcap, "--format", "csv"]);
     let csv = String::from_utf8_lossy(&csv.stdout);
     assert_eq!(csv.lines().count(), flows.len() + 1);

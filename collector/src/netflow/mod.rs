@@ -204,6 +204,11 @@ impl TemplateCache {
             .map_or(0, ExporterState::template_count)
     }
 
+    /// Data sets held for want of a template from one exporter.
+    pub fn exporter_pending(&self, exporter: IpAddr) -> usize {
+        self.exporters.get(&exporter).map_or(0, |e| e.pending.len())
+    }
+
     /// Data sets currently held for want of a template, over all exporters.
     pub fn pending_len(&self) -> usize {
         self.exporters.values().map(|e| e.pending.len()).sum()
