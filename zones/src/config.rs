@@ -237,6 +237,8 @@ fn build(config: ZonesConfig, d: &mut Diags<'_>) -> Policy {
     }
 
     let mut zones = Vec::with_capacity(config.zone.len() + 3);
+    // Zones with a CIDR that did not parse (already reported).
+    let mut unchecked_zones: Vec<usize> = Vec::new();
     let mut names: HashMap<String, (Endpoint, u32)> = HashMap::new();
     let mut declared: HashMap<IpNet, Declared> = HashMap::new();
     let mut classifier_entries: Vec<(IpNet, Owner)> = Vec::new();
@@ -291,6 +293,8 @@ fn build(config: ZonesConfig, d: &mut Diags<'_>) -> Policy {
                 Ok(n) => n,
                 Err(e) => {
                     d.push(&c.span(), format!("{what}: {e}"));
+                    // Its groups' hosts cannot be checked against a CIDR that did not parse.
+                    unchecked_zones.push(zones.len());
                     continue;
                 }
             };
@@ -433,6 +437,9 @@ fn build(config: ZonesConfig, d: &mut Diags<'_>) -> Policy {
             let Some(zone) = zone else { continue };
             let z = &zones[zone.index()];
             if !z.cidrs.iter().any(|c| c.contains(&net)) {
+                if unchecked_zones.contains(&zone.index()) {
+                    continue;
+                }
                 d.push(
                     &h.span(),
                     format!("{what}: {net} is not inside zone {:?}'s cidrs", z.name),
@@ -959,6 +966,23 @@ cidrs = ["10.0.0.0/8", "10.5.0.0/16", "10.5.0.0/16"]
                 "zones.toml:7: zone \"b\": 10.0.0.0/8 is also declared by zone \"a\" at zones.toml:3",
                 "zones.toml:7: zone \"b\": 10.5.0.0/16 is listed twice (also at zones.toml:7)",
             ]
+        );
+    }
+
+    #[test]
+    fn a_bad_zone_cidr_does_not_also_blame_its_groups() {
+        let text = r#"[[zone]]
+name = "db"
+cidrs = ["10.2.0.0/33"]
+
+[[group]]
+name = "pg"
+zone = "db"
+hosts = ["10.2.0.10/32"]
+"#;
+        assert_eq!(
+            errors(text),
+            ["zones.toml:3: zone \"db\": \"10.2.0.0/33\" is not a CIDR"]
         );
     }
 
