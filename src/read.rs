@@ -290,30 +290,35 @@ pub fn read_all(
 /// The one-line summary of what was read (stderr).
 pub fn summary(stats: &ReadStats, engine: &Engine) -> String {
     let table = engine.table.stats();
-    let mut s = format!(
-        "zonewatch: read {} packets ({} IP, {} not IP, {} undecodable), {} IP bytes, {} flows (peak {} live, {} evicted)",
-        stats.packets,
-        stats.ip_packets,
-        stats.non_ip,
-        stats.error_count(),
-        stats.ip_bytes,
-        table.flows,
-        table.peak_live,
-        table.evicted
-    );
     let st = engine.stitcher.stats();
+    let mut parts = Vec::new();
+    // Packets are reported when there were any, or when there is nothing else.
+    if stats.packets > 0 || st.records == 0 {
+        parts.push(format!(
+            "read {} packets ({} IP, {} not IP, {} undecodable), {} IP bytes, {} flows (peak {} live, {} evicted)",
+            stats.packets,
+            stats.ip_packets,
+            stats.non_ip,
+            stats.error_count(),
+            stats.ip_bytes,
+            table.flows,
+            table.peak_live,
+            table.evicted
+        ));
+    }
     if st.records > 0 {
-        s.push_str(&format!(
-            ", {} export records ({} datagrams, {} flow-log lines) into {} flows ({} with both directions)",
+        parts.push(format!(
+            "{} export records ({} datagrams, {} flow-log lines) into {} flows ({} with both directions)",
             st.records, stats.export_datagrams, stats.flow_log_records, st.flows, st.stitched
         ));
     }
+    let mut s = format!("zonewatch: {}", parts.join(", "));
     match (stats.first, stats.last) {
         (Some(f), Some(l)) => {
             let secs = (l.0 - f.0) as f64 / 1e9;
             s.push_str(&format!(", span {f} .. {l} ({secs:.1} s)"));
         }
-        _ => s.push_str(", span: no IP packets"),
+        _ => s.push_str(", span: nothing read"),
     }
     let mut problems: Vec<String> = stats
         .decode_errors
