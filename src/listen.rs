@@ -115,28 +115,47 @@ pub fn run(
             let mut tasks = Vec::new();
             for (i, (kind, sock)) in sockets.into_iter().enumerate() {
                 let sock = tokio::net::UdpSocket::from_std(sock)?;
-                let (tx, dropped, received, mut stop) = (tx.clone(), dropped_rx.clone(), received_rx.clone(), stop.clone());
+                let (tx, dropped, received, mut stop) = (
+                    tx.clone(),
+                    dropped_rx.clone(),
+                    received_rx.clone(),
+                    stop.clone(),
+                );
                 tasks.push(tokio::spawn(async move {
                     let mut buf = vec![0u8; 65_536];
+                    let take = |n: usize, from: SocketAddr, buf: &[u8]| {
+                        received.fetch_add(1, Ordering::Relaxed);
+                        let d = Datagram {
+                            kind,
+                            listener: i,
+                            exporter: from.ip(),
+                            received_at: now(),
+                            bytes: buf[..n].to_vec(),
+                        };
+                        if tx.try_send(d).is_err() {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    };
                     loop {
                         tokio::select! {
                             r = sock.recv_from(&mut buf) => match r {
-                                Ok((n, from)) => {
-                                    received.fetch_add(1, Ordering::Relaxed);
-                                    let d = Datagram { kind, listener: i, exporter: from.ip(), received_at: now(), bytes: buf[..n].to_vec() };
-                                    if tx.try_send(d).is_err() {
-                                        dropped.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
+                                Ok((n, from)) => take(n, from, &buf),
                                 Err(e) => tracing::warn!(error = %e, "receive failed"),
                             },
-                            _ = stop.changed() => break,
+                            _ = stop.changed() => {
+                                // What the kernel already holds was sent before the stop: take it too.
+                                while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
+                                    take(n, from, &buf);
+                                }
+                                break;
+                            }
                         }
                     }
                 }));
             }
             drop(tx);
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             let sleep = async {
                 match duration {
                     Some(d) => tokio::time::sleep(d).await,
