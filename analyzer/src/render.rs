@@ -164,7 +164,7 @@ pub fn findings_markdown(w: &mut dyn Write, findings: &[Finding]) -> io::Result<
                 e.rpackets,
                 e.rbytes,
                 e.state.as_str(),
-                e.community_id
+                e.community_id()
             )?;
         }
     }
@@ -247,7 +247,7 @@ pub fn flow_csv(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
         vlan,
         csv_field(&f.source),
         f.sampling,
-        f.community_id
+        f.community_id()
     )
 }
 

@@ -146,7 +146,7 @@ pub fn write_flow(out: &mut Vec<u8>, f: &FlowRecord) {
     out.extend_from_slice(b",\"sampling\":");
     num(out, f.sampling);
     out.extend_from_slice(b",\"community_id\":");
-    string(out, &f.community_id);
+    string(out, &f.community_id());
     if let Some(e) = &f.export {
         out.extend_from_slice(b",\"export\":");
         write_export_info(out, e);
@@ -264,7 +264,6 @@ mod tests {
             vlan: vec![10, 20],
             source: Arc::from("dir/\"odd\" name\\\u{1}é.pcap"),
             sampling: 1,
-            community_id: "1:LQU9qZlK+B5F3KDmev6m5PMibrg=".to_string(),
             export: None,
         }
     }

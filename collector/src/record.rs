@@ -130,11 +130,12 @@ impl Serialize for TcpFlags {
     }
 }
 
-/// One bidirectional, oriented flow. Field names are DESIGN.md's contract.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One bidirectional, oriented flow. Field names are DESIGN.md's contract
+/// (its `community_id` is computed when it is printed: most flows of an
+/// analysis never are).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRecord {
     /// The table's id of this flow (not part of the output contract).
-    #[serde(skip)]
     pub id: u64,
     /// Time of the first packet.
     pub first: Timestamp,
@@ -174,14 +175,65 @@ pub struct FlowRecord {
     pub source: Arc<str>,
     /// Sampling rate (1 = every packet).
     pub sampling: u32,
-    /// Community ID v1, seed 0.
-    pub community_id: String,
     /// For flows from exports: exporter, domain, template and the first record.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::stitch::ExportInfo>,
 }
 
+impl Serialize for FlowRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("FlowRecord", 21)?;
+        st.serialize_field("first", &self.first)?;
+        st.serialize_field("last", &self.last)?;
+        st.serialize_field("proto", &self.proto)?;
+        st.serialize_field("src", &self.src)?;
+        st.serialize_field("sport", &self.sport)?;
+        st.serialize_field("dst", &self.dst)?;
+        st.serialize_field("dport", &self.dport)?;
+        st.serialize_field("packets", &self.packets)?;
+        st.serialize_field("bytes", &self.bytes)?;
+        st.serialize_field("rpackets", &self.rpackets)?;
+        st.serialize_field("rbytes", &self.rbytes)?;
+        st.serialize_field("answered", &self.answered)?;
+        st.serialize_field("state", &self.state)?;
+        st.serialize_field("tcp_flags", &self.tcp_flags)?;
+        st.serialize_field("rtcp_flags", &self.rtcp_flags)?;
+        st.serialize_field("oriented_by", &self.oriented_by)?;
+        st.serialize_field("vlan", &self.vlan)?;
+        st.serialize_field("source", &self.source)?;
+        st.serialize_field("sampling", &self.sampling)?;
+        st.serialize_field("community_id", &self.community_id())?;
+        if let Some(e) = &self.export {
+            st.serialize_field("export", e)?;
+        }
+        st.end()
+    }
+}
+
 impl FlowRecord {
+    /// Community ID v1, seed 0 (for ICMP, of the initiator's type and code).
+    pub fn community_id(&self) -> String {
+        if self.proto.is_icmp() {
+            crate::community_id::community_id(
+                0,
+                self.src,
+                self.dst,
+                self.proto.0,
+                self.dport >> 8,
+                self.dport & 0xff,
+            )
+        } else {
+            crate::community_id::community_id(
+                0,
+                self.src,
+                self.dst,
+                self.proto.0,
+                self.sport,
+                self.dport,
+            )
+        }
+    }
+
     /// The service (responder side) as a policy would name it: `tcp/5432`,
     /// `udp/53`, `icmp/8`, `proto/47`.
     pub fn service(&self) -> String {

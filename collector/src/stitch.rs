@@ -15,7 +15,6 @@ use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 use serde::Serialize;
 
-use crate::community_id::community_id;
 use crate::export::{ExportProtocol, ExportRecord, FlowAction, StatedDirection};
 use crate::packet::{ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
@@ -410,11 +409,6 @@ fn build(sources: &[Arc<str>], key: &Key, p: &Pending) -> FlowRecord {
     } else {
         FlowState::Established
     };
-    let cid = if icmp {
-        community_id(0, src, dst, key.proto, dport >> 8, dport & 0xff)
-    } else {
-        community_id(0, src, dst, key.proto, sport, dport)
-    };
     let id = {
         use std::hash::BuildHasher;
         foldhash::fast::FixedState::with_seed(0x6578_706f).hash_one((key, p.first))
@@ -447,7 +441,6 @@ fn build(sources: &[Arc<str>], key: &Key, p: &Pending) -> FlowRecord {
             .cloned()
             .unwrap_or_else(|| Arc::from("?")),
         sampling: p.sampling,
-        community_id: cid,
         export: Some(p.info.clone()),
     }
 }

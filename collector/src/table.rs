@@ -11,7 +11,6 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 
-use crate::community_id::community_id;
 use crate::packet::{Fragment, PacketInfo, Vlans, ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
 use crate::services::is_service_port;
@@ -804,11 +803,6 @@ fn make_record(sources: &[Arc<str>], vlans: &[Vlans], key: &FlowKey, flow: &Flow
     } else {
         FlowState::Unanswered
     };
-    let cid = if icmp {
-        community_id(0, src, dst, key.proto, dport >> 8, dport & 0xff)
-    } else {
-        community_id(0, src, dst, key.proto, sport, dport)
-    };
     FlowRecord {
         id: flow_id(key, flow.first),
         first: flow.first,
@@ -836,7 +830,6 @@ fn make_record(sources: &[Arc<str>], vlans: &[Vlans], key: &FlowKey, flow: &Flow
             .cloned()
             .unwrap_or_else(|| Arc::from("?")),
         sampling: 1,
-        community_id: cid,
         export: None,
     }
 }
