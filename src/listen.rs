@@ -186,8 +186,7 @@ pub fn run(
                     .datagram(d.kind, d.exporter, d.received_at, &d.bytes, &mut records);
                 stats.export_datagrams += 1;
                 for rec in records.drain(..) {
-                    stats.first = Some(stats.first.map_or(rec.first, |f| f.min(rec.first)));
-                    stats.last = Some(stats.last.map_or(rec.last, |l| l.max(rec.last)));
+                    stats.saw(rec.first, rec.last);
                     engine.export(source, &rec, d.received_at, &mut out);
                 }
             }

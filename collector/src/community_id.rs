@@ -7,21 +7,27 @@ use sha1::{Digest, Sha1};
 
 use crate::packet::ip_proto;
 
-/// ICMP/ICMPv6 type pairs that form a request/response (the spec's port equivalents).
+/// ICMP request/reply type pairs (echo, router solicitation/advertisement,
+/// timestamp, information, address mask).
+pub(crate) const ICMP_REQUEST_REPLY: [(u8, u8); 5] =
+    [(8, 0), (10, 9), (13, 14), (15, 16), (17, 18)];
+
+/// ICMPv6 request/reply type pairs (echo, router, MLD query/report, node
+/// information, home agent discovery). Neighbour discovery (135/136) is not
+/// a request/reply for flows: each message is a flow of its own.
+pub(crate) const ICMPV6_REQUEST_REPLY: [(u8, u8); 5] =
+    [(128, 129), (133, 134), (130, 131), (139, 140), (144, 145)];
+
+/// The spec's port equivalents: the request/reply pairs, plus neighbour
+/// solicitation/advertisement for ICMPv6.
 fn icmp_counterpart(v6: bool, t: u8) -> Option<u8> {
     let pairs: &[(u8, u8)] = if v6 {
-        &[
-            (128, 129),
-            (133, 134),
-            (135, 136),
-            (130, 131),
-            (139, 140),
-            (144, 145),
-        ]
+        &ICMPV6_REQUEST_REPLY
     } else {
-        &[(8, 0), (10, 9), (13, 14), (15, 16), (17, 18)]
+        &ICMP_REQUEST_REPLY
     };
-    pairs.iter().find_map(|&(a, b)| {
+    let nd: &[(u8, u8)] = if v6 { &[(135, 136)] } else { &[] };
+    pairs.iter().chain(nd).find_map(|&(a, b)| {
         if a == t {
             Some(b)
         } else if b == t {

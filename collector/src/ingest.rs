@@ -180,9 +180,8 @@ impl Engine {
         self.table.flush_each(on_flows);
         let mut out = Vec::new();
         self.stitcher.flush(&mut out);
-        for chunk in out.chunks_mut(4096) {
-            let mut v = chunk.to_vec();
-            on_flows(&mut v);
+        if !out.is_empty() {
+            on_flows(&mut out);
         }
     }
 }
@@ -380,12 +379,13 @@ impl ReadStats {
         if let Some(layer) = info.truncated {
             *self.snaplen_cut.entry(layer).or_insert(0) += 1;
         }
-        if self.first.is_none_or(|f| ts < f) {
-            self.first = Some(ts);
-        }
-        if self.last.is_none_or(|l| ts > l) {
-            self.last = Some(ts);
-        }
+        self.saw(ts, ts);
+    }
+
+    /// Widens the time span read to cover `first ..= last`.
+    pub fn saw(&mut self, first: Timestamp, last: Timestamp) {
+        self.first = Some(self.first.map_or(first, |f| f.min(first)));
+        self.last = Some(self.last.map_or(last, |l| l.max(last)));
     }
 
     /// Adds another reading's counters to these.
@@ -400,14 +400,9 @@ impl ReadStats {
         for (k, v) in other.snaplen_cut {
             *self.snaplen_cut.entry(k).or_insert(0) += v;
         }
-        self.first = match (self.first, other.first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last = match (self.last, other.last) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        if let (Some(first), Some(last)) = (other.first, other.last) {
+            self.saw(first, last);
+        }
         self.capture_errors.extend(other.capture_errors);
         self.export_datagrams += other.export_datagrams;
         self.flow_log_records += other.flow_log_records;
@@ -456,8 +451,7 @@ pub fn read_flow_log(
             Ok(rec) => {
                 stats.flow_log_records += 1;
                 let now = rec.last;
-                stats.first = Some(stats.first.map_or(rec.first, |f| f.min(rec.first)));
-                stats.last = Some(stats.last.map_or(rec.last, |l| l.max(rec.last)));
+                stats.saw(rec.first, rec.last);
                 engine.export(source, &rec, now, &mut out);
                 if !out.is_empty() {
                     on_flows(&mut out);

@@ -15,7 +15,7 @@ use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 use serde::Serialize;
 
-use crate::export::{ExportProtocol, ExportRecord, FlowAction, StatedDirection};
+use crate::export::{ExportRecord, FlowAction, StatedDirection};
 use crate::packet::{ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
 use crate::services::is_service_port;
@@ -445,14 +445,10 @@ fn build(sources: &[Arc<str>], key: &Key, p: &Pending) -> FlowRecord {
     }
 }
 
-/// The exporter protocols' names, for summaries.
-pub fn protocol_name(p: ExportProtocol) -> &'static str {
-    p.as_str()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::ExportProtocol;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("address")

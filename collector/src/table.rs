@@ -11,6 +11,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 
+use crate::community_id::{ICMP_REQUEST_REPLY, ICMPV6_REQUEST_REPLY};
 use crate::packet::{Fragment, PacketInfo, Vlans, ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
 use crate::services::is_service_port;
@@ -208,13 +209,16 @@ pub(crate) fn bytes_addr(b: &[u8; 16], v6: bool) -> IpAddr {
 }
 
 /// ICMP request types and the reply each one gets (v4 and v6).
-fn icmp_request_of_reply(v6: bool, t: u8) -> Option<u8> {
-    let pairs: &[(u8, u8)] = if v6 {
-        &[(128, 129), (133, 134), (130, 131), (139, 140), (144, 145)]
+fn icmp_pairs(v6: bool) -> &'static [(u8, u8)] {
+    if v6 {
+        &ICMPV6_REQUEST_REPLY
     } else {
-        &[(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)]
-    };
-    pairs.iter().find(|p| p.1 == t).map(|p| p.0)
+        &ICMP_REQUEST_REPLY
+    }
+}
+
+fn icmp_request_of_reply(v6: bool, t: u8) -> Option<u8> {
+    icmp_pairs(v6).iter().find(|p| p.1 == t).map(|p| p.0)
 }
 
 fn is_icmp_echo(v6: bool, t: u8) -> bool {
@@ -226,11 +230,7 @@ fn is_icmp_echo(v6: bool, t: u8) -> bool {
 }
 
 fn is_icmp_request(v6: bool, t: u8) -> bool {
-    if v6 {
-        matches!(t, 128 | 133 | 130 | 139 | 144)
-    } else {
-        matches!(t, 8 | 13 | 15 | 17 | 10)
-    }
+    icmp_pairs(v6).iter().any(|p| p.0 == t)
 }
 
 impl FlowTable {
