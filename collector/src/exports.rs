@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::export::ExportRecord;
+use crate::export::{ExportProtocol, ExportRecord};
 use crate::netflow::{self, TemplateCache, TemplateCacheConfig};
 use crate::sflow;
 use crate::time::Timestamp;
@@ -212,16 +212,17 @@ impl ExportDecoder {
             )
             .map(|s| {
                 templates = s.templates;
-                counters.protocols.insert(match s.version {
-                    5 => "netflow-v5",
-                    9 => "netflow-v9",
-                    _ => "ipfix",
-                });
+                let protocol = match s.version {
+                    5 => ExportProtocol::NetflowV5,
+                    9 => ExportProtocol::NetflowV9,
+                    _ => ExportProtocol::Ipfix,
+                };
+                counters.protocols.insert(protocol.as_str());
             })
             .map_err(|e| (e.reason, e.to_string())),
             ExportKind::Sflow => sflow::decode(exporter, received_at, payload, out)
                 .map(|s| {
-                    counters.protocols.insert("sflow");
+                    counters.protocols.insert(ExportProtocol::Sflow.as_str());
                     counters.counter_samples += u64::try_from(s.counter_samples).unwrap_or(0);
                 })
                 .map_err(|e| (e.reason, e.to_string())),
