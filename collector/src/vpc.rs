@@ -60,23 +60,10 @@ pub const DEFAULT_FIELDS: [&str; 14] = [
     "log-status",
 ];
 
-/// Every field name AWS documents (versions 2 to 8); used to recognise a
-/// header line. Unknown names in a header are accepted and ignored.
-const KNOWN_FIELDS: [&str; 42] = [
-    "version",
-    "account-id",
-    "interface-id",
-    "srcaddr",
-    "dstaddr",
-    "srcport",
-    "dstport",
-    "protocol",
-    "packets",
-    "bytes",
-    "start",
-    "end",
-    "action",
-    "log-status",
+/// The field names AWS documents for versions 3 to 8, beyond the default
+/// ones: with [`DEFAULT_FIELDS`] they recognise a header line. Unknown names
+/// in a header are accepted and ignored.
+const LATER_FIELDS: [&str; 28] = [
     "vpc-id",
     "subnet-id",
     "instance-id",
@@ -181,8 +168,9 @@ fn is_known_field(token: &str) -> bool {
             b.to_ascii_lowercase()
         }
     };
-    KNOWN_FIELDS
+    DEFAULT_FIELDS
         .iter()
+        .chain(&LATER_FIELDS)
         .any(|k| k.len() == t.len() && t.iter().zip(k.bytes()).all(|(&a, b)| norm(a) == b))
 }
 
