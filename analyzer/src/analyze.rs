@@ -122,26 +122,35 @@ pub fn service_name(proto: u8, dport: u16) -> String {
     }
 }
 
-/// Whether the flow a packet starts could raise a finding, whichever side
-/// turns out to be the initiator: not allowed, denied, or touching an
-/// undeclared address. Used to decide which flows' packets to keep as evidence.
+/// Whether the flow a packet starts could raise a finding: it touches an
+/// undeclared address, a `deny` rule matches it in either direction, or no
+/// direction of it is allowed. Used to decide which flows' packets to keep
+/// as evidence, so allowed traffic (most of it) is never buffered.
 pub fn may_raise_finding(policy: &Policy, p: &PacketInfo) -> bool {
     let icmp_port = p
         .icmp
         .map(|i| u16::from(i.icmp_type) << 8 | u16::from(i.code));
-    let check = |src, dst, dport| {
-        let v = policy.evaluate(&PathQuery {
+    let verdict = |src, dst, dport| {
+        policy.evaluate(&PathQuery {
             src,
             dst,
             proto: p.proto,
             dport,
-        });
-        matches!(v.decision, Decision::NotAllowed | Decision::Denied { .. })
-            || v.src.class == AddressClass::Undeclared
-            || v.dst.class == AddressClass::Undeclared
+        })
     };
-    check(p.src, p.dst, icmp_port.unwrap_or(p.dport))
-        || check(p.dst, p.src, icmp_port.unwrap_or(p.sport))
+    let forward = verdict(p.src, p.dst, icmp_port.unwrap_or(p.dport));
+    let backward = verdict(p.dst, p.src, icmp_port.unwrap_or(p.sport));
+    // Which side initiates is not known yet: a path allowed in one direction
+    // is taken to be that direction (a reply is not a finding).
+    let undeclared = forward.src.class == AddressClass::Undeclared
+        || forward.dst.class == AddressClass::Undeclared;
+    let denied = |v: &Verdict| matches!(v.decision, Decision::Denied { .. });
+    let not_allowed =
+        |v: &Verdict| matches!(v.decision, Decision::NotAllowed | Decision::Denied { .. });
+    undeclared
+        || denied(&forward)
+        || denied(&backward)
+        || (not_allowed(&forward) && not_allowed(&backward))
 }
 
 /// A finding as its aggregate stands: bounded initiators, exact counts.
@@ -446,5 +455,61 @@ impl<'p> Analyzer<'p> {
             suppressed,
             stats: self.stats,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zonewatch_collector::packet::{Decoded, decode};
+
+    /// A raw IPv4 TCP SYN (link type 101).
+    fn syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> PacketInfo {
+        let mut p = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        match decode(101, &p) {
+            Decoded::Ip(info) => info,
+            other => panic!("not decoded: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_flows_that_could_raise_a_finding_are_kept_as_evidence() {
+        let policy = Policy::parse(
+            "[[zone]]\nname = \"app\"\ncidrs = [\"10.1.0.0/16\"]\n\n[[zone]]\nname = \"db\"\ncidrs = [\"10.2.0.0/16\"]\ntrust = \"high\"\n\n[[allow]]\nfrom = \"app\"\nto = \"db\"\nservices = [\"tcp/5432\"]\n",
+            "zones.toml",
+        )
+        .expect("policy");
+        // Allowed, in either packet direction: not buffered.
+        assert!(!may_raise_finding(
+            &policy,
+            &syn([10, 1, 0, 5], [10, 2, 0, 10], 40000, 5432)
+        ));
+        assert!(!may_raise_finding(
+            &policy,
+            &syn([10, 2, 0, 10], [10, 1, 0, 5], 5432, 40000)
+        ));
+        // Intra-zone traffic is allowed too.
+        assert!(!may_raise_finding(
+            &policy,
+            &syn([10, 1, 0, 5], [10, 1, 0, 6], 40000, 80)
+        ));
+        // Not allowed, from the internet, or touching an undeclared address: buffered.
+        assert!(may_raise_finding(
+            &policy,
+            &syn([10, 1, 0, 5], [10, 2, 0, 10], 40000, 22)
+        ));
+        assert!(may_raise_finding(
+            &policy,
+            &syn([198, 51, 100, 7], [10, 2, 0, 10], 40000, 5432)
+        ));
+        assert!(may_raise_finding(
+            &policy,
+            &syn([172, 16, 0, 1], [10, 1, 0, 5], 40000, 80)
+        ));
     }
 }
