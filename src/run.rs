@@ -27,6 +27,8 @@ pub fn flows(a: FlowsArgs) -> Result<ExitCode> {
         FlowFormat::Jsonl => {}
     }
     let format = a.format;
+    // Listening, flows are shown as they end, not when the buffer fills.
+    let live = !a.input.listen.is_empty();
     let mut sink = |out: &[FlowRecord], _: &mut Vec<u64>| -> Result<()> {
         for f in out {
             match format {
@@ -34,6 +36,9 @@ pub fn flows(a: FlowsArgs) -> Result<ExitCode> {
                 FlowFormat::Csv => render::flow_csv(&mut w, f)?,
                 FlowFormat::Table => render::flow_table_row(&mut w, f)?,
             }
+        }
+        if live {
+            w.flush()?;
         }
         Ok(())
     };

@@ -556,3 +556,42 @@ fn duration_ends_a_listener_and_export_ports_restrict_captures() {
     let allowed = jsonl(&zonewatch(&["flows", "--export-ports", "2055,9990", s(&v5)]).stdout);
     assert_eq!(allowed.len(), 29);
 }
+
+#[test]
+fn listeners_print_flows_as_they_expire_not_only_at_the_end() {
+    let Some(corpus) = corpus() else { return };
+    if !have_tool("softflowd", "softflowd") {
+        return;
+    }
+    let mut l = listen("netflow", &["--tcp-idle-secs", "1", "--udp-idle-secs", "1"]);
+    softflowd(
+        s(&corpus.join("pcap").join("zeek-wikipedia.pcap")),
+        l.port,
+        "9",
+        &[],
+    );
+    // The listener keeps running; a flow idle for a second is printed while it does.
+    let mut stdout = BufReader::new(l.child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let _ = tx.send(line);
+        stdout
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a flow printed while listening");
+    assert!(
+        l.child.try_wait().unwrap().is_none(),
+        "the listener had already stopped"
+    );
+    let f: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(f["export"]["exporter"], "127.0.0.1");
+    drop(reader.join().unwrap());
+    Command::new("kill")
+        .args(["-TERM", &l.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(l.child.wait().unwrap().success());
+}
