@@ -91,7 +91,8 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         max_initiators: 10,
         today: today(),
     };
-    let mut analyzer = Analyzer::new(&policy, config);
+    let policy = std::sync::Arc::new(policy);
+    let mut analyzer = Analyzer::new(policy.clone(), config);
     let mut evidence = a
         .evidence_dir
         .as_ref()

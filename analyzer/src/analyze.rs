@@ -1,6 +1,7 @@
 //! [`Analyzer`]: flows in, aggregated [`Finding`]s out.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
 use zonewatch_collector::packet::{PacketInfo, ip_proto};
@@ -64,6 +65,175 @@ enum AggKey {
     Undeclared {
         addr: IpAddr,
     },
+    NewPath {
+        src_zone: ZoneId,
+        dst_zone: ZoneId,
+        proto: u8,
+        dport: u16,
+    },
+    Gap {
+        source: String,
+        reason: &'static str,
+    },
+}
+
+/// A path by zone names: (source zone, destination zone, protocol, port).
+pub type PathName = (String, String, u8, u16);
+
+/// Talkers kept per observed path between two store batches.
+const MAX_TALKERS: usize = 20;
+/// Distinct talker pairs tracked per path between two batches.
+const MAX_TALKER_PAIRS: usize = 1024;
+
+/// One path (zone pair + service) as observed since the last hand-over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedPath {
+    /// Zone of the initiators.
+    pub src_zone: String,
+    /// Zone of the responders.
+    pub dst_zone: String,
+    /// IP protocol.
+    pub proto: u8,
+    /// Responder port (ICMP: type*256+code).
+    pub dport: u16,
+    /// What the policy decides: `allowed`, `intra`, `not-allowed`, `denied`.
+    pub decision: &'static str,
+    /// The rule (or default) that decided.
+    pub rule: String,
+    /// First flow start.
+    pub first: Timestamp,
+    /// Last flow end.
+    pub last: Timestamp,
+    /// Flows (counted once each).
+    pub flows: u64,
+    /// Packets, both directions.
+    pub packets: u64,
+    /// IP bytes, both directions.
+    pub bytes: u64,
+    /// Top talkers by bytes.
+    pub talkers: Vec<Talk>,
+}
+
+/// A pair of hosts on a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Talk {
+    /// Initiator.
+    pub src: IpAddr,
+    /// Responder.
+    pub dst: IpAddr,
+    /// Flows.
+    pub flows: u64,
+    /// IP bytes, both directions.
+    pub bytes: u64,
+}
+
+/// A finding's increment since the last hand-over (monitor mode).
+#[derive(Debug, Clone)]
+pub struct FindingDelta {
+    /// The finding with the counters of the increment.
+    pub finding: Finding,
+    /// Initiators with their bytes.
+    pub initiators: Vec<(IpAddr, u64)>,
+    /// Responder hosts.
+    pub hosts: Vec<IpAddr>,
+    /// Services as (protocol, port).
+    pub services: Vec<(u8, u16)>,
+}
+
+struct PathAgg {
+    decision: &'static str,
+    rule: String,
+    first: Timestamp,
+    last: Timestamp,
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    talkers: HashMap<(IpAddr, IpAddr), (u64, u64)>,
+}
+
+struct PathTracker {
+    known: HashSet<PathName>,
+    baseline_start: Option<Timestamp>,
+    window_secs: u64,
+    observed: HashMap<(ZoneId, ZoneId, u8, u16), PathAgg>,
+}
+
+/// The store's name of a decision.
+pub fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Intra => "intra",
+        Decision::Allowed => "allowed",
+        Decision::Local => "local",
+        Decision::NotAllowed => "not-allowed",
+        Decision::Denied { .. } => "denied",
+    }
+}
+
+impl PathTracker {
+    fn observe(&mut self, flow: &FlowRecord, v: &Verdict, first_part: bool) {
+        if v.decision == Decision::Local
+            || v.src.class == AddressClass::Undeclared
+            || v.dst.class == AddressClass::Undeclared
+        {
+            return;
+        }
+        let p = self
+            .observed
+            .entry((v.src.zone, v.dst.zone, flow.proto.0, flow.dport))
+            .or_insert_with(|| PathAgg {
+                decision: decision_name(&v.decision),
+                rule: v.rule.to_string(),
+                first: flow.first,
+                last: flow.last,
+                flows: 0,
+                packets: 0,
+                bytes: 0,
+                talkers: HashMap::new(),
+            });
+        p.first = p.first.min(flow.first);
+        p.last = p.last.max(flow.last);
+        p.packets += flow.packets + flow.rpackets;
+        p.bytes += flow.bytes + flow.rbytes;
+        let flows = u64::from(first_part);
+        p.flows += flows;
+        let n = p.talkers.len();
+        if let Some(t) = p.talkers.get_mut(&(flow.src, flow.dst)) {
+            t.0 += flows;
+            t.1 += flow.bytes + flow.rbytes;
+        } else if n < MAX_TALKER_PAIRS {
+            p.talkers
+                .insert((flow.src, flow.dst), (flows, flow.bytes + flow.rbytes));
+        }
+    }
+
+    /// The `new-path` key of a flow whose path was never seen, after the baseline.
+    fn take_new(&mut self, policy: &Policy, flow: &FlowRecord, v: &Verdict) -> Option<AggKey> {
+        if v.decision == Decision::Local
+            || v.src.class == AddressClass::Undeclared
+            || v.dst.class == AddressClass::Undeclared
+        {
+            return None;
+        }
+        let start = *self.baseline_start.get_or_insert(flow.first);
+        let name = (
+            policy.zone(v.src.zone).name.clone(),
+            policy.zone(v.dst.zone).name.clone(),
+            flow.proto.0,
+            flow.dport,
+        );
+        if !self.known.insert(name) {
+            return None;
+        }
+        let window = i64::try_from(self.window_secs)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000);
+        (flow.first.0 >= start.0.saturating_add(window)).then_some(AggKey::NewPath {
+            src_zone: v.src.zone,
+            dst_zone: v.dst.zone,
+            proto: flow.proto.0,
+            dport: flow.dport,
+        })
+    }
 }
 
 struct Agg {
@@ -74,13 +244,15 @@ struct Agg {
 }
 
 /// Turns flows into findings against one policy.
-pub struct Analyzer<'p> {
-    policy: &'p Policy,
+pub struct Analyzer {
+    policy: Arc<Policy>,
     config: AnalyzerConfig,
     aggs: HashMap<AggKey, Agg>,
     /// Aggregates created since the last `drain_new`.
     new_keys: Vec<AggKey>,
     stats: AnalyzerStats,
+    /// Monitor mode: paths seen, for `new-path` and the store.
+    paths: Option<PathTracker>,
 }
 
 /// The result of an analysis.
@@ -194,16 +366,22 @@ fn confidence_of(flow: &FlowRecord) -> Confidence {
     }
 }
 
-impl<'p> Analyzer<'p> {
+impl Analyzer {
     /// A fresh analyzer.
-    pub fn new(policy: &'p Policy, config: AnalyzerConfig) -> Analyzer<'p> {
+    pub fn new(policy: Arc<Policy>, config: AnalyzerConfig) -> Analyzer {
         Analyzer {
             policy,
             config,
             aggs: HashMap::new(),
             new_keys: Vec::new(),
             stats: AnalyzerStats::default(),
+            paths: None,
         }
+    }
+
+    /// The policy flows are held against.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// The path finding kind and severity a flow raises under a verdict, if any.
@@ -222,9 +400,9 @@ impl<'p> Analyzer<'p> {
                         Severity::Low
                     };
                     Some((FindingKind::BlockedAttempt, sev))
-                } else if v.src.zone == internet && is_sensitive(self.policy, v.dst.zone) {
+                } else if v.src.zone == internet && is_sensitive(&self.policy, v.dst.zone) {
                     Some((FindingKind::PublicExposure, Severity::Critical))
-                } else if v.dst.zone == internet && is_sensitive(self.policy, v.src.zone) {
+                } else if v.dst.zone == internet && is_sensitive(&self.policy, v.src.zone) {
                     Some((FindingKind::Egress, Severity::High))
                 } else {
                     Some((FindingKind::UnexpectedPath, Severity::High))
@@ -236,9 +414,22 @@ impl<'p> Analyzer<'p> {
 
     /// Takes one flow into account. Returns whether a finding kept it as a sample flow.
     pub fn observe(&mut self, flow: &FlowRecord) -> bool {
+        self.observe_part(flow, true)
+    }
+
+    /// Takes one part of a flow into account (monitor mode: a flow is
+    /// reported when it first raises a finding, at checkpoints and when it
+    /// ends, each part carrying the counters since the previous one).
+    /// `first_part` counts the flow itself and keeps it as evidence.
+    pub fn observe_part(&mut self, flow: &FlowRecord, first_part: bool) -> bool {
         let mut kept = false;
-        self.stats.flows += 1;
+        if first_part {
+            self.stats.flows += 1;
+        }
         let verdict = self.policy.evaluate(&path_query(flow));
+        if let Some(paths) = &mut self.paths {
+            paths.observe(flow, &verdict, first_part);
+        }
         for (addr, cls) in [(flow.src, verdict.src), (flow.dst, verdict.dst)] {
             if cls.class == AddressClass::Undeclared {
                 let key = AggKey::Undeclared {
@@ -250,12 +441,28 @@ impl<'p> Analyzer<'p> {
                     Severity::Medium,
                     flow,
                     &verdict,
+                    first_part,
                 );
             }
         }
+        if first_part
+            && let Some(paths) = &mut self.paths
+            && let Some(key) = paths.take_new(&self.policy, flow, &verdict)
+        {
+            kept |= self.add(
+                key,
+                FindingKind::NewPath,
+                Severity::Info,
+                flow,
+                &verdict,
+                true,
+            );
+        }
         match self.classify(flow, &verdict) {
             Some((kind, severity)) => {
-                self.stats.flagged += 1;
+                if first_part {
+                    self.stats.flagged += 1;
+                }
                 let key = if kind == FindingKind::BlockedAttempt {
                     AggKey::Blocked {
                         initiator: flow.src,
@@ -272,8 +479,9 @@ impl<'p> Analyzer<'p> {
                         dport: flow.dport,
                     }
                 };
-                kept |= self.add(key, kind, severity, flow, &verdict);
+                kept |= self.add(key, kind, severity, flow, &verdict, first_part);
             }
+            None if !first_part => {}
             None if verdict.decision == Decision::Local => self.stats.local += 1,
             None => self.stats.allowed += 1,
         }
@@ -287,8 +495,9 @@ impl<'p> Analyzer<'p> {
         severity: Severity,
         flow: &FlowRecord,
         v: &Verdict,
+        first_part: bool,
     ) -> bool {
-        let policy = self.policy;
+        let policy = &*self.policy;
         let config = &self.config;
         if !self.aggs.contains_key(&key) {
             self.new_keys.push(key.clone());
@@ -321,12 +530,29 @@ impl<'p> Analyzer<'p> {
                     )
                 }
                 AggKey::Undeclared { addr } => format!("undeclared-address|{addr}"),
+                AggKey::NewPath {
+                    src_zone,
+                    dst_zone,
+                    proto,
+                    dport,
+                } => format!(
+                    "new-path|{}|{}|{}",
+                    zname(*src_zone),
+                    zname(*dst_zone),
+                    service_name(*proto, *dport)
+                ),
+                AggKey::Gap { source, reason } => format!("visibility-gap|{source}|{reason}"),
             };
             let (src_zone, dst_zone, rule) = match key {
                 AggKey::Undeclared { .. } => (
                     "undeclared".to_string(),
                     "undeclared".to_string(),
                     "no zone declares this private address".to_string(),
+                ),
+                AggKey::NewPath { .. } => (
+                    zname(v.src.zone),
+                    zname(v.dst.zone),
+                    "first seen after the baseline window".to_string(),
                 ),
                 _ => (zname(v.src.zone), zname(v.dst.zone), v.rule.to_string()),
             };
@@ -395,23 +621,179 @@ impl<'p> Analyzer<'p> {
         });
         let f = &mut agg.finding;
         f.severity = f.severity.max(severity);
-        f.flows += 1;
         f.packets += flow.packets + flow.rpackets;
         f.bytes += flow.bytes + flow.rbytes;
-        if flow.state == FlowState::Established {
-            f.answered += 1;
-        }
         f.confidence = f.confidence.max(confidence_of(flow));
         f.first = f.first.min(flow.first);
         f.last = f.last.max(flow.last);
+        *agg.initiator_bytes.entry(flow.src).or_insert(0) += flow.bytes + flow.rbytes;
+        agg.hosts.insert(flow.dst);
+        agg.services.insert((flow.proto.0, flow.dport));
+        if !first_part {
+            return false;
+        }
+        f.flows += 1;
+        if flow.state == FlowState::Established {
+            f.answered += 1;
+        }
         let kept = f.evidence.len() < config.max_evidence;
         if kept {
             f.evidence.push(flow.clone());
         }
-        *agg.initiator_bytes.entry(flow.src).or_insert(0) += flow.bytes + flow.rbytes;
-        agg.hosts.insert(flow.dst);
-        agg.services.insert((flow.proto.0, flow.dport));
         kept
+    }
+
+    /// Raises (or renews) a `visibility-gap` finding for a source: `reason`
+    /// is a short tag (`silent`, `missing-template`, `unknown-sampling`,
+    /// `one-way`), `detail` says what was seen and what to do.
+    pub fn raise_gap(&mut self, source: &str, reason: &'static str, detail: String, at: Timestamp) {
+        let key = AggKey::Gap {
+            source: source.to_string(),
+            reason,
+        };
+        if !self.aggs.contains_key(&key) {
+            self.new_keys.push(key.clone());
+        }
+        let agg = self.aggs.entry(key).or_insert_with(|| Agg {
+            finding: Finding {
+                id: stable_id(&format!("visibility-gap|{source}|{reason}")),
+                kind: FindingKind::VisibilityGap,
+                severity: Severity::Medium,
+                src_zone: source.to_string(),
+                dst_zone: reason.to_string(),
+                dst: None,
+                proto: None,
+                dport: None,
+                service: None,
+                initiators: Vec::new(),
+                initiator_count: 0,
+                hosts: 0,
+                ports: 0,
+                flows: 0,
+                packets: 0,
+                bytes: 0,
+                answered: 0,
+                confidence: Confidence::High,
+                first: at,
+                last: at,
+                rule: String::new(),
+                suppressed: None,
+                expired_suppression: None,
+                evidence: Vec::new(),
+            },
+            initiator_bytes: HashMap::new(),
+            hosts: HashSet::new(),
+            services: HashSet::new(),
+        });
+        let f = &mut agg.finding;
+        f.rule = detail;
+        f.first = f.first.min(at);
+        f.last = f.last.max(at);
+    }
+
+    /// Monitor mode: track paths (zone pair + service). `known` are the
+    /// paths already seen (from the store); a path first seen in a flow that
+    /// starts at or after `baseline_start + window` raises `new-path`.
+    /// Without `baseline_start`, the first flow's start opens the baseline.
+    pub fn track_paths(
+        &mut self,
+        known: impl IntoIterator<Item = PathName>,
+        baseline_start: Option<Timestamp>,
+        window_secs: u64,
+    ) {
+        self.paths = Some(PathTracker {
+            known: known.into_iter().collect(),
+            baseline_start,
+            window_secs,
+            observed: HashMap::new(),
+        });
+    }
+
+    /// When the baseline window opened (monitor mode), once known.
+    pub fn baseline_start(&self) -> Option<Timestamp> {
+        self.paths.as_ref().and_then(|p| p.baseline_start)
+    }
+
+    /// The paths observed since the last call, with their counters (monitor mode).
+    pub fn take_paths(&mut self) -> Vec<ObservedPath> {
+        let Some(paths) = &mut self.paths else {
+            return Vec::new();
+        };
+        let policy = &self.policy;
+        let mut out: Vec<ObservedPath> = paths
+            .observed
+            .drain()
+            .map(|((src, dst, proto, dport), p)| {
+                let mut talkers: Vec<Talk> = p
+                    .talkers
+                    .into_iter()
+                    .map(|((s, d), (flows, bytes))| Talk {
+                        src: s,
+                        dst: d,
+                        flows,
+                        bytes,
+                    })
+                    .collect();
+                talkers.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.src.cmp(&b.src)));
+                talkers.truncate(MAX_TALKERS);
+                ObservedPath {
+                    src_zone: policy.zone(src).name.clone(),
+                    dst_zone: policy.zone(dst).name.clone(),
+                    proto,
+                    dport,
+                    decision: p.decision,
+                    rule: p.rule,
+                    first: p.first,
+                    last: p.last,
+                    flows: p.flows,
+                    packets: p.packets,
+                    bytes: p.bytes,
+                    talkers,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.src_zone, &a.dst_zone, a.proto, a.dport).cmp(&(
+                &b.src_zone,
+                &b.dst_zone,
+                b.proto,
+                b.dport,
+            ))
+        });
+        out
+    }
+
+    /// Hands over every finding aggregated since the last call as an
+    /// increment (counters since then, members as sets) and forgets them:
+    /// monitor mode, where the store adds increments up.
+    pub fn take_deltas(&mut self) -> Vec<FindingDelta> {
+        self.new_keys.clear();
+        let max_init = self.config.max_initiators;
+        let mut out: Vec<FindingDelta> = self
+            .aggs
+            .drain()
+            .map(|(key, agg)| {
+                let finding = snapshot(&key, &agg, max_init);
+                FindingDelta {
+                    finding,
+                    initiators: agg.initiator_bytes.into_iter().collect(),
+                    hosts: agg.hosts.into_iter().collect(),
+                    services: agg.services.into_iter().collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.finding.id.cmp(&b.finding.id));
+        out
+    }
+
+    /// Replaces the policy (hot reload). Aggregates refer to the old
+    /// policy's zones, so they are handed over first, as by [`Analyzer::take_deltas`],
+    /// and so are the paths observed.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) -> (Vec<FindingDelta>, Vec<ObservedPath>) {
+        let deltas = self.take_deltas();
+        let paths = self.take_paths();
+        self.policy = policy;
+        (deltas, paths)
     }
 
     /// The findings raised since the last call (not suppressed), as they
@@ -511,5 +893,139 @@ mod tests {
             &policy,
             &syn([172, 16, 0, 1], [10, 1, 0, 5], 40000, 80)
         ));
+    }
+
+    fn flow(src: &str, dst: &str, dport: u16, at: i64, packets: u64) -> FlowRecord {
+        use zonewatch_collector::record::TcpFlags;
+        FlowRecord {
+            id: 1,
+            first: Timestamp::from_secs_nanos(at, 0),
+            last: Timestamp::from_secs_nanos(at + 1, 0),
+            proto: zonewatch_collector::Proto(6),
+            src: src.parse().unwrap(),
+            sport: 40000,
+            dst: dst.parse().unwrap(),
+            dport,
+            packets,
+            bytes: packets * 100,
+            rpackets: packets,
+            rbytes: packets * 100,
+            answered: Some(true),
+            state: FlowState::Established,
+            tcp_flags: TcpFlags(0x12),
+            rtcp_flags: TcpFlags(0x12),
+            oriented_by: OrientedBy::Handshake,
+            vlan: Vec::new(),
+            source: Arc::from("test"),
+            sampling: 1,
+            export: None,
+        }
+    }
+
+    fn two_zones() -> Arc<Policy> {
+        Arc::new(
+            Policy::parse(
+                "[[zone]]\nname = \"app\"\ncidrs = [\"10.1.0.0/16\"]\n\n[[zone]]\nname = \"db\"\ncidrs = [\"10.2.0.0/16\"]\ntrust = \"high\"\n\n[[allow]]\nfrom = \"app\"\nto = \"db\"\nservices = [\"tcp/5432\"]\n",
+                "zones.toml",
+            )
+            .expect("policy"),
+        )
+    }
+
+    #[test]
+    fn parts_of_one_flow_count_it_once_and_add_their_counters() {
+        let mut a = Analyzer::new(two_zones(), AnalyzerConfig::default());
+        let f = flow("10.1.0.5", "10.2.0.10", 22, 1_000, 3);
+        a.observe_part(&f, true);
+        a.observe_part(&flow("10.1.0.5", "10.2.0.10", 22, 1_000, 4), false);
+        let deltas = a.take_deltas();
+        assert_eq!(deltas.len(), 1);
+        let d = &deltas[0];
+        assert_eq!(d.finding.kind, FindingKind::UnexpectedPath);
+        assert_eq!(d.finding.flows, 1);
+        assert_eq!(d.finding.packets, 14);
+        assert_eq!(d.finding.evidence.len(), 1);
+        assert_eq!(d.initiators, vec![(f.src, 1400)]);
+        // Handed over: the next increment starts from zero, with the same id.
+        assert!(a.take_deltas().is_empty());
+        a.observe_part(&flow("10.1.0.5", "10.2.0.10", 22, 1_005, 1), false);
+        let next = a.take_deltas();
+        assert_eq!(next[0].finding.id, d.finding.id);
+        assert_eq!((next[0].finding.flows, next[0].finding.packets), (0, 2));
+    }
+
+    #[test]
+    fn a_path_first_seen_after_the_baseline_raises_new_path_once() {
+        let mut a = Analyzer::new(two_zones(), AnalyzerConfig::default());
+        let known = vec![("app".to_string(), "db".to_string(), 6u8, 5433u16)];
+        a.track_paths(known, None, 60);
+        // During the baseline (it opens with the first flow): learned silently.
+        a.observe(&flow("10.1.0.5", "10.2.0.10", 5432, 1_000, 1));
+        a.observe(&flow("10.1.0.5", "10.2.0.10", 5432, 1_100, 1));
+        // After it: a path already known (from the store) stays quiet, a new one is reported once.
+        a.observe(&flow("10.1.0.6", "10.2.0.11", 5433, 1_100, 1));
+        a.observe(&flow("10.1.0.5", "10.2.0.10", 6432, 1_100, 1));
+        a.observe(&flow("10.1.0.7", "10.2.0.10", 6432, 1_200, 1));
+        assert_eq!(
+            a.baseline_start(),
+            Some(Timestamp::from_secs_nanos(1_000, 0))
+        );
+        let new: Vec<_> = a
+            .take_deltas()
+            .into_iter()
+            .filter(|d| d.finding.kind == FindingKind::NewPath)
+            .collect();
+        assert_eq!(new.len(), 1, "{new:?}");
+        assert_eq!(new[0].finding.service.as_deref(), Some("tcp/6432"));
+        assert_eq!(new[0].finding.severity, Severity::Info);
+        assert_eq!(new[0].finding.flows, 1);
+        let paths = a.take_paths();
+        let p6432 = paths.iter().find(|p| p.dport == 6432).expect("path");
+        assert_eq!((p6432.flows, p6432.decision), (2, "not-allowed"));
+        assert_eq!(p6432.talkers.len(), 2);
+        let p5432 = paths.iter().find(|p| p.dport == 5432).expect("path");
+        assert_eq!((p5432.flows, p5432.decision), (2, "allowed"));
+    }
+
+    #[test]
+    fn a_policy_reload_hands_over_what_the_old_policy_aggregated() {
+        let mut a = Analyzer::new(two_zones(), AnalyzerConfig::default());
+        a.observe(&flow("10.1.0.5", "10.2.0.10", 22, 1_000, 1));
+        let allow_ssh = Arc::new(
+            Policy::parse(
+                "[[zone]]\nname = \"app\"\ncidrs = [\"10.1.0.0/16\"]\n\n[[zone]]\nname = \"db\"\ncidrs = [\"10.2.0.0/16\"]\n\n[[allow]]\nfrom = \"app\"\nto = \"db\"\nservices = [\"tcp/22\"]\n",
+                "zones.toml",
+            )
+            .expect("policy"),
+        );
+        let (deltas, _) = a.set_policy(allow_ssh);
+        assert_eq!(deltas.len(), 1);
+        a.observe(&flow("10.1.0.5", "10.2.0.10", 22, 1_010, 1));
+        assert!(a.take_deltas().is_empty(), "tcp/22 is allowed now");
+    }
+
+    #[test]
+    fn a_visibility_gap_is_one_finding_per_source_and_reason() {
+        let mut a = Analyzer::new(two_zones(), AnalyzerConfig::default());
+        let t = |s| Timestamp::from_secs_nanos(s, 0);
+        a.raise_gap(
+            "netflow@127.0.0.1:2055",
+            "silent",
+            "no datagram for 60 s".into(),
+            t(10),
+        );
+        a.raise_gap(
+            "netflow@127.0.0.1:2055",
+            "silent",
+            "no datagram for 120 s".into(),
+            t(70),
+        );
+        a.raise_gap("netflow@127.0.0.1:2055", "one-way", "x".into(), t(70));
+        let d = a.take_deltas();
+        assert_eq!(d.len(), 2);
+        let silent = d.iter().find(|d| d.finding.dst_zone == "silent").unwrap();
+        assert_eq!((silent.finding.first, silent.finding.last), (t(10), t(70)));
+        assert_eq!(silent.finding.rule, "no datagram for 120 s");
+        assert_eq!(silent.finding.kind, FindingKind::VisibilityGap);
     }
 }

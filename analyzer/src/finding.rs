@@ -24,17 +24,23 @@ pub enum FindingKind {
     BlockedAttempt,
     /// A private address that no zone owns.
     UndeclaredAddress,
+    /// A zone pair + service first seen after the baseline window (monitor mode).
+    NewPath,
+    /// A source went silent, templates or sampling are missing, or one direction only is seen (monitor mode).
+    VisibilityGap,
 }
 
 impl FindingKind {
     /// Every kind, in precedence order.
-    pub const ALL: [FindingKind; 6] = [
+    pub const ALL: [FindingKind; 8] = [
         FindingKind::ForbiddenPath,
         FindingKind::PublicExposure,
         FindingKind::Egress,
         FindingKind::UnexpectedPath,
         FindingKind::BlockedAttempt,
         FindingKind::UndeclaredAddress,
+        FindingKind::NewPath,
+        FindingKind::VisibilityGap,
     ];
 
     /// The contract name (`public-exposure`, ...).
@@ -46,6 +52,8 @@ impl FindingKind {
             FindingKind::UnexpectedPath => "unexpected-path",
             FindingKind::BlockedAttempt => "blocked-attempt",
             FindingKind::UndeclaredAddress => "undeclared-address",
+            FindingKind::NewPath => "new-path",
+            FindingKind::VisibilityGap => "visibility-gap",
         }
     }
 }

@@ -13,7 +13,7 @@
 //! use zonewatch_zones::Policy;
 //!
 //! let policy = Policy::parse("[[zone]]\nname = \"db\"\ncidrs = [\"10.2.0.0/16\"]\ntrust = \"high\"\n", "zones.toml").unwrap();
-//! let analyzer = Analyzer::new(&policy, AnalyzerConfig::default());
+//! let analyzer = Analyzer::new(std::sync::Arc::new(policy), AnalyzerConfig::default());
 //! let report = analyzer.finish();
 //! assert!(report.findings.is_empty());
 //! ```
@@ -24,7 +24,8 @@ mod finding;
 pub mod render;
 
 pub use analyze::{
-    Analyzer, AnalyzerConfig, AnalyzerStats, Report, may_raise_finding, path_query, service_name,
+    Analyzer, AnalyzerConfig, AnalyzerStats, FindingDelta, ObservedPath, PathName, Report, Talk,
+    decision_name, may_raise_finding, path_query, service_name,
 };
 pub use finding::{Confidence, Finding, FindingKind, SuppressionNote};
 pub use zonewatch_zones::Severity;
