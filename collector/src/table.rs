@@ -185,6 +185,8 @@ pub struct FlowTable {
     now: Timestamp,
     next_sweep: Timestamp,
     stats: TableStats,
+    /// The flow the last packet went into (for [`FlowTable::current`]).
+    last_key: Option<FlowKey>,
 }
 
 /// An address as 16 bytes (IPv4 in the first 4) and whether it is IPv6.
@@ -248,6 +250,7 @@ impl FlowTable {
             now: Timestamp(i64::MIN),
             next_sweep: Timestamp(i64::MIN),
             stats: TableStats::default(),
+            last_key: None,
         }
     }
 
@@ -417,6 +420,7 @@ impl FlowTable {
         if self.flows.len() >= self.config.max_flows && !self.flows.contains_key(&key) {
             self.evict(out);
         }
+        self.last_key = Some(key);
         let FlowTable {
             config,
             flows,
@@ -564,6 +568,31 @@ impl FlowTable {
 
     fn record(&self, key: &FlowKey, flow: &Flow) -> FlowRecord {
         make_record(&self.sources, &self.vlans, key, flow)
+    }
+
+    /// The flow the last ingested packet was counted into, as it stands
+    /// now (not ended): monitor mode raises findings from it at their first
+    /// evidence, e.g. the SYN-ACK.
+    pub fn current(&self) -> Option<FlowRecord> {
+        let key = self.last_key?;
+        self.flows.get(&key).map(|f| self.record(&key, f))
+    }
+
+    /// Every live flow as it stands now, without ending any (checkpoints
+    /// of a long-running monitor), oldest first.
+    pub fn snapshot(&self, out: &mut Vec<FlowRecord>) {
+        let start = out.len();
+        out.extend(self.flows.iter().map(|(k, f)| self.record(k, f)));
+        out[start..].sort_unstable_by_key(|r| (r.first, r.id));
+    }
+
+    /// Moves the table's clock to `now` (wall-clock time of a live source
+    /// that went quiet) and ends the flows idle past their timeout.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        if now > self.now {
+            self.now = now;
+        }
+        self.sweep(out);
     }
 
     /// Ends every flow idle past its timeout at the table's current time.
@@ -925,6 +954,31 @@ mod tests {
         }
         t.flush(&mut out);
         (out, t.stats().clone())
+    }
+
+    #[test]
+    fn current_snapshot_and_advance_leave_live_flows_as_they_are() {
+        let mut t = FlowTable::new(TableConfig::default());
+        let src = t.add_source("lo");
+        let mut out = Vec::new();
+        let syn = t.ingest(src, at(0), &tcp(C, 40000, S, 22, SYN, 0), &mut out);
+        assert_eq!(t.current().map(|r| r.answered), Some(Some(false)));
+        let back = t.ingest(src, at(1), &tcp(S, 22, C, 40000, SYN | ACK, 0), &mut out);
+        assert!(!back.forward);
+        let now = t.current().expect("live flow");
+        assert_eq!((now.id, now.answered, now.src), (syn.flow_id, Some(true), ip(C)));
+        assert_eq!((now.packets, now.rpackets), (1, 1));
+        let mut snap = Vec::new();
+        t.snapshot(&mut snap);
+        assert_eq!(snap.len(), 1);
+        assert_eq!(t.len(), 1, "a snapshot ends nothing");
+        // No packet for longer than the TCP idle timeout: the clock moves on and the flow ends.
+        t.advance(at(10), &mut out);
+        assert!(out.is_empty());
+        t.advance(at(1 + TableConfig::default().tcp_idle_secs as i64 + 1), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, syn.flow_id);
+        assert!(t.is_empty());
     }
 
     #[test]
