@@ -966,7 +966,10 @@ mod tests {
         let back = t.ingest(src, at(1), &tcp(S, 22, C, 40000, SYN | ACK, 0), &mut out);
         assert!(!back.forward);
         let now = t.current().expect("live flow");
-        assert_eq!((now.id, now.answered, now.src), (syn.flow_id, Some(true), ip(C)));
+        assert_eq!(
+            (now.id, now.answered, now.src),
+            (syn.flow_id, Some(true), ip(C))
+        );
         assert_eq!((now.packets, now.rpackets), (1, 1));
         let mut snap = Vec::new();
         t.snapshot(&mut snap);
@@ -975,7 +978,10 @@ mod tests {
         // No packet for longer than the TCP idle timeout: the clock moves on and the flow ends.
         t.advance(at(10), &mut out);
         assert!(out.is_empty());
-        t.advance(at(1 + TableConfig::default().tcp_idle_secs as i64 + 1), &mut out);
+        t.advance(
+            at(1 + TableConfig::default().tcp_idle_secs as i64 + 1),
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].id, syn.flow_id);
         assert!(t.is_empty());
