@@ -53,7 +53,7 @@ pub fn parse_spec(spec: &str) -> Result<(ExportKind, SocketAddr)> {
 const RECEIVE_BUFFER_BYTES: usize = 16 << 20;
 
 /// A non-blocking UDP socket with a large receive buffer.
-fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if let Err(e) = sock.set_recv_buffer_size(RECEIVE_BUFFER_BYTES) {
@@ -64,7 +64,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(sock.into())
 }
 
-fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
@@ -72,6 +72,30 @@ fn now() -> Timestamp {
         i64::try_from(d.as_secs()).unwrap_or(0),
         u64::from(d.subsec_nanos()),
     )
+}
+
+/// Receives datagrams from `sock` until `stop` changes, then takes what the
+/// kernel already holds (it was sent before the stop) and returns.
+pub async fn receive_loop(
+    sock: tokio::net::UdpSocket,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    mut take: impl FnMut(SocketAddr, &[u8]),
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) => take(from, &buf[..n]),
+                Err(e) => tracing::warn!(error = %e, "receive failed"),
+            },
+            _ = stop.changed() => {
+                while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
+                    take(from, &buf[..n]);
+                }
+                break;
+            }
+        }
+    }
 }
 
 /// Receives until stopped; flows are delivered as they end.
@@ -122,35 +146,20 @@ pub fn run(
                     stop.clone(),
                 );
                 tasks.push(tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65_536];
-                    let take = |n: usize, from: SocketAddr, buf: &[u8]| {
+                    receive_loop(sock, &mut stop, |from, bytes| {
                         received.fetch_add(1, Ordering::Relaxed);
                         let d = Datagram {
                             kind,
                             listener: i,
                             exporter: from.ip(),
                             received_at: now(),
-                            bytes: buf[..n].to_vec(),
+                            bytes: bytes.to_vec(),
                         };
                         if tx.try_send(d).is_err() {
                             dropped.fetch_add(1, Ordering::Relaxed);
                         }
-                    };
-                    loop {
-                        tokio::select! {
-                            r = sock.recv_from(&mut buf) => match r {
-                                Ok((n, from)) => take(n, from, &buf),
-                                Err(e) => tracing::warn!(error = %e, "receive failed"),
-                            },
-                            _ = stop.changed() => {
-                                // What the kernel already holds was sent before the stop: take it too.
-                                while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
-                                    take(n, from, &buf);
-                                }
-                                break;
-                            }
-                        }
-                    }
+                    })
+                    .await
                 }));
             }
             drop(tx);

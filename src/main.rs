@@ -1,6 +1,7 @@
 //! The `zonewatch` command line: argument parsing, wiring and exit codes.
 //! Exit codes: 0 clean, 1 findings reached `--fail-on`, 2 error.
 
+mod config;
 mod flags;
 mod listen;
 mod read;

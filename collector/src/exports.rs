@@ -104,8 +104,13 @@ pub enum Outcome {
     NotExport,
     /// Decoded: this many records.
     Decoded(usize),
-    /// An export that could not be decoded, with the reason counted.
-    Malformed(String),
+    /// An export that could not be decoded (counted per exporter under `reason`).
+    Malformed {
+        /// Short tag (`truncated-header`, ...), as counted.
+        reason: &'static str,
+        /// What is wrong, for a log line.
+        message: String,
+    },
     /// From an exporter outside `--allow-exporter`: dropped and counted.
     NotAllowed,
 }
@@ -237,7 +242,10 @@ impl ExportDecoder {
             Ok(()) => Outcome::Decoded(decoded),
             Err((reason, text)) => {
                 *counters.errors.entry(reason).or_insert(0) += 1;
-                Outcome::Malformed(text)
+                Outcome::Malformed {
+                    reason,
+                    message: text,
+                }
             }
         }
     }

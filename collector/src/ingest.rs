@@ -212,7 +212,7 @@ fn frame_items(
                         stats.export_datagrams += 1;
                         return None;
                     }
-                    Outcome::Malformed(_) => {
+                    Outcome::Malformed { .. } => {
                         // Counted per exporter; the datagram stays ordinary traffic.
                         records.truncate(before);
                     }
