@@ -11,6 +11,29 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr: human-readable, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Plain text.
+    Human,
+    /// JSON Lines.
+    Json,
+}
+
+/// `zonewatch monitor`.
+#[derive(Debug, ClapArgs)]
+pub struct MonitorArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "zonewatch.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print the effective configuration (defaults filled in) and exit.
+    #[arg(long)]
+    pub dump_config: bool,
 }
 
 /// The verbs.
@@ -20,6 +43,9 @@ pub enum Command {
     Flows(FlowsArgs),
     /// Hold the inputs' flows against a zones file and print findings.
     Analyze(AnalyzeArgs),
+    /// Run continuously: live interfaces, export listeners and watched
+    /// folders into the SQLite store, with /metrics.
+    Monitor(MonitorArgs),
     /// Check or query a zones file.
     #[command(subcommand)]
     Zones(ZonesCommand),
@@ -164,5 +190,18 @@ pub enum ZonesCommand {
         dst: String,
         /// Service on the responder: tcp/5432, udp/53, icmp/8, proto/47.
         service: String,
+    },
+    /// Turn paths the monitor observed but no rule allows into a TOML patch
+    /// of `allow` rules, for a human to review.
+    Suggest {
+        /// The monitor's store.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The zones file to hold the paths against (default: the one the monitor used).
+        #[arg(long, value_name = "FILE")]
+        zones: Option<PathBuf>,
+        /// Only paths seen in at least this many flows.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        min_flows: u64,
     },
 }

@@ -151,6 +151,13 @@ pub struct EngineSource {
     stitcher: u16,
 }
 
+impl EngineSource {
+    /// The input's id in the packet flow table.
+    pub fn table(&self) -> SourceId {
+        self.table
+    }
+}
+
 impl Engine {
     /// Registers an input by name.
     pub fn add_source(&mut self, name: &str) -> EngineSource {

@@ -4,6 +4,7 @@ mod cli;
 mod corpus;
 mod exports;
 mod malformed;
+mod monitor;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
