@@ -17,6 +17,7 @@ mod payloads;
 mod pcap;
 mod replay;
 mod rng;
+mod v5;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -62,6 +63,20 @@ enum Command {
         /// Span of flow start times, in seconds of capture time.
         #[arg(long, default_value_t = 120)]
         duration_secs: u64,
+    },
+    /// Write a capture of synthetic NetFlow v5 export datagrams (30 records
+    /// each, 1 packet of 100 bytes per record) for `replay` (the monitor's
+    /// load benchmark).
+    V5 {
+        /// Output pcap file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of datagrams.
+        #[arg(long, default_value_t = 10_000)]
+        datagrams: u64,
+        /// Distinct flows the records cycle over.
+        #[arg(long, default_value_t = 50_000)]
+        flows: u64,
     },
     /// Send the UDP payloads of a capture of flow exports (NetFlow v5/v9,
     /// IPFIX) to a collector on loopback at a steady rate, in file order.
@@ -158,6 +173,20 @@ fn main() -> Result<()> {
                     .with_context(|| format!("cannot write {}", z.display()))?;
                 eprintln!("wrote {}", z.display());
             }
+        }
+        Command::V5 {
+            out,
+            datagrams,
+            flows,
+        } => {
+            let w = v5::write(create(&out)?, datagrams, flows, 1_714_557_600)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!(
+                "wrote {}: {} NetFlow v5 datagrams, {} records",
+                out.display(),
+                w.datagrams,
+                w.records
+            );
         }
         Command::Replay {
             pcap,
