@@ -22,6 +22,8 @@
 mod analyze;
 mod finding;
 pub mod render;
+pub mod store;
+pub mod suggest;
 
 pub use analyze::{
     Analyzer, AnalyzerConfig, AnalyzerStats, Report, may_raise_finding, path_query, service_name,

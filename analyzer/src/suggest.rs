@@ -1,0 +1,1 @@
+//! `zones suggest`: allow rules for observed paths the policy does not allow.
