@@ -597,7 +597,9 @@ impl Reader {
         &self.path
     }
 
-    /// Every finding, most severe first, then first seen, then id.
+    /// Every finding, most severe first, then first seen, then id. Suppressed
+    /// findings are included (their `suppressed` is set): filter them for
+    /// display, count them in summaries.
     pub fn findings(&self) -> Result<Vec<StoredFinding>, StoreError> {
         read::findings(&self.conn, &self.path)
     }
