@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zonewatch_collector::FlowRecord;
 use zonewatch_collector::time::Timestamp;
 use zonewatch_zones::Severity;
@@ -87,7 +87,7 @@ impl fmt::Display for Confidence {
 }
 
 /// The suppression that silenced a finding (or that matched but had expired).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuppressionNote {
     /// Why the finding is accepted.
     pub reason: String,

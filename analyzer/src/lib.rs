@@ -8,6 +8,13 @@
 //! the [`Finding`]s, most severe first, and the suppressed ones apart.
 //! [`render`] prints a report as a table, JSON, JSON Lines or Markdown.
 //!
+//! The monitor keeps its state in a SQLite [`store`]: one
+//! [`store::Store`] (the single writer) commits [`store::Batch`]es of
+//! aggregates, finding increments, observed paths and ingested files, each
+//! batch in one transaction; [`store::Reader`]s read it on their own
+//! connections. [`suggest`] turns the store's observed, not-allowed paths
+//! into a reviewable `[[allow]]` patch for the zones file.
+//!
 //! ```
 //! use zonewatch_analyzer::{Analyzer, AnalyzerConfig};
 //! use zonewatch_zones::Policy;
@@ -22,6 +29,8 @@
 mod analyze;
 mod finding;
 pub mod render;
+pub mod store;
+pub mod suggest;
 
 pub use analyze::{
     Analyzer, AnalyzerConfig, AnalyzerStats, FindingDelta, ObservedPath, PathName, Report, Talk,
