@@ -257,5 +257,33 @@ pub fn zones(z: ZonesCommand) -> Result<ExitCode> {
             println!("{}", policy.explain(&q));
             Ok(ExitCode::SUCCESS)
         }
+        ZonesCommand::Suggest {
+            db,
+            zones,
+            min_flows,
+        } => {
+            use zonewatch_analyzer::store::Reader;
+            use zonewatch_analyzer::suggest::{SuggestOptions, suggest};
+            let reader = Reader::open(&db)?;
+            let zones = match zones {
+                Some(z) => z,
+                None => match reader.meta("zones_file")? {
+                    Some(z) => PathBuf::from(z),
+                    None => anyhow::bail!(
+                        "{} does not say which zones file the monitor used; pass --zones FILE",
+                        db.display()
+                    ),
+                },
+            };
+            let policy = Policy::load(&zones)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("zones file {} is not usable", zones.display()))?;
+            let opts = SuggestOptions {
+                min_flows,
+                ..SuggestOptions::default()
+            };
+            print!("{}", suggest(&reader, &policy, &opts)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -72,7 +72,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use zonewatch_collector::time::Timestamp;
 
-use crate::finding::{Confidence, Finding, FindingKind, SuppressionNote};
+use crate::finding::{Confidence, FindingKind, SuppressionNote};
 use zonewatch_zones::Severity;
 
 pub use schema::SCHEMA_VERSION;
@@ -336,17 +336,7 @@ pub struct Aggregate {
 /// `initiator_count`, `hosts`, `ports`, `proto`, `dport`, `service` and
 /// (other kinds) `dst` are ignored: the store derives them from the member
 /// sets below, merged over every batch.
-#[derive(Debug, Clone)]
-pub struct FindingDelta {
-    /// The finding with this batch's counters.
-    pub finding: Finding,
-    /// Initiators seen in this batch with the bytes to add to each.
-    pub initiators: Vec<(IpAddr, u64)>,
-    /// Responder hosts seen in this batch.
-    pub hosts: Vec<IpAddr>,
-    /// Services `(protocol, responder port)` seen in this batch.
-    pub services: Vec<(u8, u16)>,
-}
+pub use crate::analyze::FindingDelta;
 
 /// One observed path (src zone, dst zone, proto, dport), allowed or not,
 /// with counters to add and top talkers.
