@@ -8,6 +8,10 @@
 //! flow ends. A `FlowRecord` is the one normalised record every input
 //! produces; it knows nothing about zones.
 //!
+//! Files also come from a spool folder: a [`watch::FolderWatcher`] reports
+//! each complete file once, and a [`watch::FileWatcher`] tells when the
+//! zones file changes.
+//!
 //! ```
 //! use zonewatch_collector::packet::{decode, Decoded};
 //! use zonewatch_collector::table::{FlowTable, TableConfig};
@@ -44,5 +48,6 @@ pub mod stitch;
 pub mod table;
 pub mod time;
 pub mod vpc;
+pub mod watch;
 
 pub use record::{FlowRecord, FlowState, OrientedBy, Proto};
