@@ -53,9 +53,12 @@ impl Input {
 }
 
 /// Whether a folder entry is a capture to read: hidden files and files still
-/// being written (`.tmp`, `.part`) are skipped.
+/// being written (`.tmp`, `.part`, `.partial`) are skipped.
 pub fn is_candidate(name: &str) -> bool {
-    !(name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part"))
+    !(name.starts_with('.')
+        || name.ends_with(".tmp")
+        || name.ends_with(".part")
+        || name.ends_with(".partial"))
 }
 
 /// Resolves what the user named: `-` is standard input, a folder becomes its

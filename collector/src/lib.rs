@@ -8,6 +8,11 @@
 //! flow ends. A `FlowRecord` is the one normalised record every input
 //! produces; it knows nothing about zones.
 //!
+//! Frames also come from a network interface ([`live::LiveCapture`], with the
+//! cargo feature `live`), and files from a spool folder: a
+//! [`watch::FolderWatcher`] reports each complete file once, and a
+//! [`watch::FileWatcher`] tells when the zones file changes.
+//!
 //! ```
 //! use zonewatch_collector::packet::{decode, Decoded};
 //! use zonewatch_collector::table::{FlowTable, TableConfig};
@@ -34,6 +39,8 @@ pub mod export;
 pub mod exports;
 pub mod ingest;
 pub mod json;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod netflow;
 pub mod packet;
 pub mod pcap_writer;
@@ -44,5 +51,6 @@ pub mod stitch;
 pub mod table;
 pub mod time;
 pub mod vpc;
+pub mod watch;
 
 pub use record::{FlowRecord, FlowState, OrientedBy, Proto};
