@@ -222,7 +222,7 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
 /// The shortest exact form of a duration (`7d`, `90s`).
 fn fmt_secs(s: u64) -> String {
     for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s != 0 && s % n == 0 {
+        if s != 0 && s.is_multiple_of(n) {
             return format!("{}{unit}", s / n);
         }
     }
@@ -264,17 +264,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
         let p = PathBuf::from(p);
         if p.is_absolute() { p } else { base.join(p) }
     };
-    let dur = |field: &Option<Spanned<String>>, default: u64, what: &str, d: &mut Diags| {
-        match field {
-            None => default,
-            Some(s) => match parse_duration_secs(s.get_ref()) {
-                Ok(v) => v,
-                Err(e) => {
-                    d.push(&s.span(), format!("{what}: {e}"));
-                    default
-                }
-            },
-        }
+    let dur = |field: &Option<Spanned<String>>, default: u64, what: &str, d: &mut Diags| match field
+    {
+        None => default,
+        Some(s) => match parse_duration_secs(s.get_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                d.push(&s.span(), format!("{what}: {e}"));
+                default
+            }
+        },
     };
     let mon = raw.monitor.map(Spanned::into_inner).unwrap_or_default();
     let flows = raw.flows.map(Spanned::into_inner).unwrap_or_default();
@@ -289,7 +288,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
                 Err(_) => {
                     d.push(
                         &s.span(),
-                        format!("monitor.commit_interval: {:?} is not a duration", s.get_ref()),
+                        format!(
+                            "monitor.commit_interval: {:?} is not a duration",
+                            s.get_ref()
+                        ),
                     );
                     1000
                 }
@@ -332,7 +334,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
                 if *present {
                     d.push(
                         &span,
-                        format!("[[source]] #{} ({kind}): `{f}` does not apply to this type", i + 1),
+                        format!(
+                            "[[source]] #{} ({kind}): `{f}` does not apply to this type",
+                            i + 1
+                        ),
                     );
                 }
             }
@@ -350,7 +355,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
                 );
                 let interface = s.interface.clone().unwrap_or_default();
                 Some(SourceSettings::Live {
-                    name: s.name.clone().unwrap_or_else(|| format!("live:{interface}")),
+                    name: s
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("live:{interface}")),
                     interface,
                     filter: s.filter.clone(),
                     snaplen: s.snaplen.unwrap_or(262_144),
@@ -633,11 +641,15 @@ listen = "127.0.0.1:9187"
         let s = parse(GOOD, Path::new("/etc/zonewatch/zonewatch.toml")).expect("valid");
         assert_eq!(s.zones, Path::new("/etc/zonewatch/zones.toml"));
         assert_eq!(s.store, Path::new("/etc/zonewatch/state/zonewatch.db"));
-        assert_eq!((s.baseline_secs, s.checkpoint_secs, s.bucket_secs), (3600, 30, 300));
+        assert_eq!(
+            (s.baseline_secs, s.checkpoint_secs, s.bucket_secs),
+            (3600, 30, 300)
+        );
         assert_eq!(s.sources.len(), 2);
         assert_eq!(s.sources[0].name(), "netflow@127.0.0.1:2055");
         let dumped = s.to_toml();
-        let again = parse(&dumped, Path::new("/etc/zonewatch/zonewatch.toml")).expect("dump reads back");
+        let again =
+            parse(&dumped, Path::new("/etc/zonewatch/zonewatch.toml")).expect("dump reads back");
         assert_eq!(again, s);
     }
 
@@ -665,16 +677,28 @@ listen = "localhost"
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 5, "{e}");
         assert!(lines[0].starts_with("z.toml:4: monitor.baseline"), "{e}");
-        assert!(lines[1].starts_with("z.toml:8: [[source]] #1 listen"), "{e}");
-        assert!(lines[2].starts_with("z.toml:11: [[source]] #2: unknown type"), "{e}");
-        assert!(lines[3].contains("z.toml:13: [[source]] #3 (watch): `path` is required"), "{e}");
+        assert!(
+            lines[1].starts_with("z.toml:8: [[source]] #1 listen"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("z.toml:11: [[source]] #2: unknown type"),
+            "{e}"
+        );
+        assert!(
+            lines[3].contains("z.toml:13: [[source]] #3 (watch): `path` is required"),
+            "{e}"
+        );
         assert!(lines[4].starts_with("z.toml:17: metrics.listen"), "{e}");
     }
 
     #[test]
     fn syntax_errors_and_unknown_keys_name_their_line() {
-        let e = parse("zones = \"z\"\n[[source]]\ntype = \"watch\"\npaht = \"x\"\n", Path::new("c.toml"))
-            .expect_err("unknown key");
+        let e = parse(
+            "zones = \"z\"\n[[source]]\ntype = \"watch\"\npaht = \"x\"\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("unknown key");
         assert!(e.starts_with("c.toml:4: unknown field `paht`"), "{e}");
     }
 

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -26,8 +26,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use zonewatch_analyzer::store::{Aggregate, Batch, FileRow, PathObservation, Reader, Store, Talker};
-use zonewatch_analyzer::{Analyzer, AnalyzerConfig, FindingDelta, ObservedPath, decision_name, path_query};
+use zonewatch_analyzer::store::{
+    Aggregate, Batch, FileRow, PathObservation, Reader, Store, Talker,
+};
+use zonewatch_analyzer::{
+    Analyzer, AnalyzerConfig, FindingDelta, ObservedPath, decision_name, path_query,
+};
+use zonewatch_collector::FlowRecord;
 use zonewatch_collector::capture::CaptureReader;
 use zonewatch_collector::exports::{ExportDecoder, ExportKind, Outcome};
 use zonewatch_collector::ingest::{self, Engine, EngineSource, ReadStats};
@@ -36,7 +41,6 @@ use zonewatch_collector::stitch::Stitcher;
 use zonewatch_collector::table::{FlowTable, TableConfig};
 use zonewatch_collector::time::Timestamp;
 use zonewatch_collector::watch::{FileWatcher, FolderWatcher, ReadyFile, WatchConfig, WatchEvent};
-use zonewatch_collector::FlowRecord;
 use zonewatch_dashboards::metrics::{ExporterLabel, FindingLabel, Metrics};
 use zonewatch_zones::Policy;
 
@@ -47,6 +51,7 @@ use crate::listen;
 /// What the sources hand to the engine.
 enum Msg {
     /// A frame captured on a live interface.
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
     Packet {
         source: usize,
         ts: Timestamp,
@@ -61,14 +66,17 @@ enum Msg {
         data: Vec<u8>,
     },
     /// A watched file, read whole into flows.
-    File {
-        source: usize,
-        row: FileRow,
-        flows: Vec<FlowRecord>,
-        stats: ReadStats,
-    },
+    File(Box<FileRead>),
     /// The zones file changed.
     Reload,
+}
+
+/// A watched file, read.
+struct FileRead {
+    source: usize,
+    row: FileRow,
+    flows: Vec<FlowRecord>,
+    stats: ReadStats,
 }
 
 /// `zonewatch monitor`.
@@ -174,7 +182,11 @@ fn table_config(s: &Settings) -> TableConfig {
     }
 }
 
-fn new_engine(s: &Settings, default_sampling: u32, allowed: Vec<zonewatch_collector::exports::ExporterRange>) -> Engine {
+fn new_engine(
+    s: &Settings,
+    default_sampling: u32,
+    allowed: Vec<zonewatch_collector::exports::ExporterRange>,
+) -> Engine {
     Engine {
         table: FlowTable::new(table_config(s)),
         stitcher: Stitcher::new(table_config(s), default_sampling),
@@ -186,9 +198,8 @@ fn new_engine(s: &Settings, default_sampling: u32, allowed: Vec<zonewatch_collec
 impl Monitor {
     fn start(settings: Settings) -> Result<Monitor> {
         let policy = Arc::new(load_policy(&settings.zones)?);
-        let mut store = Store::open(&settings.store).with_context(|| {
-            format!("cannot open the store {}", settings.store.display())
-        })?;
+        let mut store = Store::open(&settings.store)
+            .with_context(|| format!("cannot open the store {}", settings.store.display()))?;
         let reader = Reader::open(&settings.store)?;
         let known: Vec<_> = reader
             .paths()?
@@ -277,7 +288,9 @@ impl Monitor {
                     tracing::info!(source = s.name(), address = %sock.local_addr()?, "listening");
                     sockets.push((i, sock));
                 }
-                SourceSettings::Watch { path, settle_ms, .. } => {
+                SourceSettings::Watch {
+                    path, settle_ms, ..
+                } => {
                     let (ftx, fi) = (file_tx.clone(), i);
                     let (etx, erx) = mpsc::channel::<WatchEvent>();
                     let w = FolderWatcher::start(
@@ -357,7 +370,15 @@ impl Monitor {
                 sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
             );
             thread::spawn(move || {
-                runtime.block_on(serve(sockets, metrics_listener, tx, stop, stop_rx, metrics, names));
+                runtime.block_on(serve(
+                    sockets,
+                    metrics_listener,
+                    tx,
+                    stop,
+                    stop_rx,
+                    metrics,
+                    names,
+                ));
             })
         };
         drop(tx);
@@ -449,12 +470,13 @@ impl Monitor {
                 received_at,
                 data,
             } => self.datagram(source, exporter, received_at, &data, out),
-            Msg::File {
-                source,
-                row,
-                flows,
-                stats,
-            } => {
+            Msg::File(f) => {
+                let FileRead {
+                    source,
+                    row,
+                    flows,
+                    stats,
+                } = *f;
                 self.file(source, row, flows, &stats);
                 // The file's ledger row commits with its flows.
                 if let Err(e) = self.commit(true) {
@@ -465,14 +487,24 @@ impl Monitor {
         }
     }
 
-    fn packet(&mut self, si: usize, ts: Timestamp, linktype: u32, data: &[u8], out: &mut Vec<FlowRecord>) {
+    fn packet(
+        &mut self,
+        si: usize,
+        ts: Timestamp,
+        linktype: u32,
+        data: &[u8],
+        out: &mut Vec<FlowRecord>,
+    ) {
         let policy = self.analyzer.policy().clone();
         let src = &mut self.sources[si];
         src.last_activity = Instant::now();
         let name = src.name.clone();
         match decode(linktype, data) {
             Decoded::Ip(info) => {
-                self.metrics.packets.get_or_create(&Metrics::source(&name)).inc();
+                self.metrics
+                    .packets
+                    .get_or_create(&Metrics::source(&name))
+                    .inc();
                 self.metrics
                     .bytes
                     .get_or_create(&Metrics::source(&name))
@@ -499,7 +531,14 @@ impl Monitor {
         self.ended(si, out);
     }
 
-    fn datagram(&mut self, si: usize, exporter: IpAddr, at: Timestamp, data: &[u8], out: &mut Vec<FlowRecord>) {
+    fn datagram(
+        &mut self,
+        si: usize,
+        exporter: IpAddr,
+        at: Timestamp,
+        data: &[u8],
+        out: &mut Vec<FlowRecord>,
+    ) {
         let src = &mut self.sources[si];
         src.last_activity = Instant::now();
         let kind = if src.kind == "sflow" {
@@ -508,7 +547,11 @@ impl Monitor {
             ExportKind::Netflow
         };
         let mut records = Vec::new();
-        match src.engine.exports.datagram(kind, exporter, at, data, &mut records) {
+        match src
+            .engine
+            .exports
+            .datagram(kind, exporter, at, data, &mut records)
+        {
             Outcome::Malformed { reason, message } => {
                 tracing::debug!(source = %src.name, %exporter, %message, "malformed export datagram");
                 self.metrics
@@ -532,8 +575,14 @@ impl Monitor {
             });
             let (rp, rb) = rec.reverse.map_or((0, 0), |r| (r.packets, r.bytes));
             let label = Metrics::source(&src.name);
-            self.metrics.packets.get_or_create(&label).inc_by((rec.packets + rp) * rate);
-            self.metrics.bytes.get_or_create(&label).inc_by((rec.bytes + rb) * rate);
+            self.metrics
+                .packets
+                .get_or_create(&label)
+                .inc_by((rec.packets + rp) * rate);
+            self.metrics
+                .bytes
+                .get_or_create(&label)
+                .inc_by((rec.bytes + rb) * rate);
             src.engine.export(src.handle, rec, at, out);
         }
         self.ended(si, out);
@@ -543,8 +592,14 @@ impl Monitor {
         let name = self.sources[si].name.clone();
         self.sources[si].last_activity = Instant::now();
         let label = Metrics::source(&name);
-        self.metrics.packets.get_or_create(&label).inc_by(stats.ip_packets);
-        self.metrics.bytes.get_or_create(&label).inc_by(stats.ip_bytes);
+        self.metrics
+            .packets
+            .get_or_create(&label)
+            .inc_by(stats.ip_packets);
+        self.metrics
+            .bytes
+            .get_or_create(&label)
+            .inc_by(stats.ip_bytes);
         for (e, n) in &stats.decode_errors {
             self.metrics
                 .decode_errors
@@ -612,7 +667,8 @@ impl Monitor {
         self.analyzer.observe_part(&delta, first);
         let policy = self.analyzer.policy();
         let v = policy.evaluate(&path_query(f));
-        let bucket_ns = i64::try_from(self.settings.bucket_secs.max(1)).unwrap_or(300) * 1_000_000_000;
+        let bucket_ns =
+            i64::try_from(self.settings.bucket_secs.max(1)).unwrap_or(300) * 1_000_000_000;
         let bucket = f.last.0.div_euclid(bucket_ns) * bucket_ns;
         let key = (
             bucket,
@@ -625,20 +681,23 @@ impl Monitor {
         );
         let bucket_secs = u32::try_from(self.settings.bucket_secs).unwrap_or(u32::MAX);
         let source = self.sources[si].name.clone();
-        let agg = self.aggregates.entry(key).or_insert_with_key(|k| Aggregate {
-            bucket: Timestamp(k.0),
-            bucket_secs,
-            source,
-            src_zone: k.2.clone(),
-            dst_zone: k.3.clone(),
-            proto: k.4,
-            dport: k.5,
-            decision: k.6.to_string(),
-            flows: 0,
-            packets: 0,
-            bytes: 0,
-            answered: 0,
-        });
+        let agg = self
+            .aggregates
+            .entry(key)
+            .or_insert_with_key(|k| Aggregate {
+                bucket: Timestamp(k.0),
+                bucket_secs,
+                source,
+                src_zone: k.2.clone(),
+                dst_zone: k.3.clone(),
+                proto: k.4,
+                dport: k.5,
+                decision: k.6.to_string(),
+                flows: 0,
+                packets: 0,
+                bytes: 0,
+                answered: 0,
+            });
         if first {
             agg.flows += 1;
             if f.answered == Some(true) {
@@ -786,8 +845,14 @@ impl Monitor {
             self.baseline_saved = true;
         }
         let mut aggregates: Vec<Aggregate> = self.aggregates.drain().map(|(_, a)| a).collect();
-        aggregates.sort_by(|a, b| a.bucket.cmp(&b.bucket));
-        if !force && findings.is_empty() && observed.is_empty() && aggregates.is_empty() && self.files.is_empty() && meta.is_empty() {
+        aggregates.sort_by_key(|a| a.bucket);
+        if !force
+            && findings.is_empty()
+            && observed.is_empty()
+            && aggregates.is_empty()
+            && self.files.is_empty()
+            && meta.is_empty()
+        {
             return Ok(());
         }
         let batch = Batch {
@@ -819,7 +884,9 @@ impl Monitor {
         }
         for si in 0..self.sources.len() {
             let mut ended = Vec::new();
-            self.sources[si].engine.flush_each(&mut |chunk| ended.append(chunk));
+            self.sources[si]
+                .engine
+                .flush_each(&mut |chunk| ended.append(chunk));
             for f in &ended {
                 self.final_part(si, f);
             }
@@ -833,7 +900,10 @@ impl Monitor {
         for h in self.helpers.drain(..) {
             let _ = h.join();
         }
-        eprintln!("zonewatch: stopped; everything is committed to {}", self.settings.store.display());
+        eprintln!(
+            "zonewatch: stopped; everything is committed to {}",
+            self.settings.store.display()
+        );
         Ok(())
     }
 }
@@ -882,13 +952,21 @@ fn write_batches(
 ) {
     let stdout = Mutex::new(std::io::stdout());
     let mut last_retention: Option<Instant> = None;
+    // Retention counts back from the newest data seen, not from the clock:
+    // captures of last year dropped into a watched folder are kept too.
+    let mut newest: Option<Timestamp> = None;
     for (batch, since) in rx {
-        if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+        if let Some(b) = batch.aggregates.iter().map(|a| a.bucket).max() {
+            newest = Some(newest.map_or(b, |n| n.max(b)));
+        }
+        if let Some(newest) = newest
+            && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
+        {
             last_retention = Some(Instant::now());
             let keep_ns = i64::try_from(retention_secs)
                 .unwrap_or(i64::MAX / 1_000_000_000)
                 .saturating_mul(1_000_000_000);
-            match store.retain(Timestamp(listen::now().0.saturating_sub(keep_ns))) {
+            match store.retain(Timestamp(newest.0.saturating_sub(keep_ns))) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "retention: old aggregate buckets deleted"),
                 Err(e) => tracing::error!(error = %e, "retention failed"),
@@ -982,12 +1060,12 @@ fn read_files(
             errors,
         };
         if tx
-            .send(Msg::File {
+            .send(Msg::File(Box::new(FileRead {
                 source,
                 row,
                 flows,
                 stats,
-            })
+            })))
             .is_err()
         {
             break;
@@ -996,7 +1074,7 @@ fn read_files(
 }
 
 /// One file, whole, into flows (captures of exports decoded too).
-fn read_one(path: &PathBuf, tc: TableConfig) -> (Vec<FlowRecord>, ReadStats) {
+fn read_one(path: &Path, tc: TableConfig) -> (Vec<FlowRecord>, ReadStats) {
     let mut engine = Engine {
         table: FlowTable::new(tc.clone()),
         stitcher: Stitcher::new(tc, 1),
@@ -1055,7 +1133,12 @@ async fn serve(
                 continue;
             }
         };
-        let (tx, metrics, mut stop_rx, name) = (tx.clone(), metrics.clone(), stop_rx.clone(), names[source].clone());
+        let (tx, metrics, mut stop_rx, name) = (
+            tx.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+            names[source].clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let full = Metrics::reason(&name, "queue-full");
             listen::receive_loop(sock, &mut stop_rx, |from, bytes| {
@@ -1128,11 +1211,10 @@ fn spawn_live(
 ) -> Result<JoinHandle<()>> {
     use zonewatch_collector::live::{LiveCapture, LiveConfig};
     let cfg = LiveConfig {
-        interface: interface.to_string(),
         filter,
         snaplen,
         promiscuous,
-        ..LiveConfig::default()
+        ..LiveConfig::new(interface)
     };
     let mut cap = LiveCapture::open(&cfg)
         .with_context(|| format!("source {name}: cannot capture on {interface}"))?;

@@ -20,7 +20,12 @@ pub struct Written {
 
 /// Writes `datagrams` datagrams of [`RECORDS`] records; record tuples cycle
 /// over `flows` distinct source ports/addresses (app 10.1/16 → db 10.2.0.10:5432).
-pub fn write<W: Write>(out: W, datagrams: u64, flows: u64, start_secs: u32) -> std::io::Result<Written> {
+pub fn write<W: Write>(
+    out: W,
+    datagrams: u64,
+    flows: u64,
+    start_secs: u32,
+) -> std::io::Result<Written> {
     let mut w = PcapWriter::new(out)?;
     let ip = IpHeader {
         src_mac: [2, 0, 0, 0, 0, 1],
@@ -44,7 +49,11 @@ pub fn write<W: Write>(out: W, datagrams: u64, flows: u64, start_secs: u32) -> s
         payload.extend_from_slice(&uptime.to_be_bytes());
         payload.extend_from_slice(&start_secs.to_be_bytes());
         payload.extend_from_slice(&0u32.to_be_bytes());
-        payload.extend_from_slice(&u32::try_from((seq * u64::from(RECORDS)) & 0xffff_ffff).unwrap_or(0).to_be_bytes());
+        payload.extend_from_slice(
+            &u32::try_from((seq * u64::from(RECORDS)) & 0xffff_ffff)
+                .unwrap_or(0)
+                .to_be_bytes(),
+        );
         payload.extend_from_slice(&[0, 0, 0, 0]);
         for _ in 0..RECORDS {
             let f = k % flows;
