@@ -517,6 +517,22 @@ fn exports_at_a_steady_rate_are_all_counted_and_stored() {
         0.0,
         "{text}"
     );
+    // A NetFlow v9 data set whose template never arrives: a visibility gap
+    // (the records it carries cannot be counted), reported at once.
+    let mut v9 = Vec::new();
+    for w in [9u16, 1] {
+        v9.extend_from_slice(&w.to_be_bytes());
+    }
+    for w in [1_000_000u32, unix, 1, 7] {
+        v9.extend_from_slice(&w.to_be_bytes());
+    }
+    v9.extend_from_slice(&[0x01, 0x2c, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8]);
+    sock.send_to(&v9, ("127.0.0.1", port)).unwrap();
+    m.wait_for("the missing template to be reported", 20, |m| {
+        m.stdout()
+            .lines()
+            .any(|l| l.contains("\"visibility-gap\"") && l.contains("missing-template"))
+    });
     // SIGTERM ends every flow still waiting for its reverse and commits them.
     let (code, _, err) = m.terminate();
     assert_eq!(code, 0, "{err}");
