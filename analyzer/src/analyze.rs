@@ -171,7 +171,9 @@ pub fn decision_name(d: &Decision) -> &'static str {
 
 impl PathTracker {
     fn observe(&mut self, flow: &FlowRecord, v: &Verdict, first_part: bool) {
-        if v.decision == Decision::Local
+        // A path is traffic that happened: probes nobody answered are not one.
+        if flow.answered == Some(false)
+            || v.decision == Decision::Local
             || v.src.class == AddressClass::Undeclared
             || v.dst.class == AddressClass::Undeclared
         {
@@ -208,7 +210,8 @@ impl PathTracker {
 
     /// The `new-path` key of a flow whose path was never seen, after the baseline.
     fn take_new(&mut self, policy: &Policy, flow: &FlowRecord, v: &Verdict) -> Option<AggKey> {
-        if v.decision == Decision::Local
+        if flow.answered == Some(false)
+            || v.decision == Decision::Local
             || v.src.class == AddressClass::Undeclared
             || v.dst.class == AddressClass::Undeclared
         {
@@ -445,8 +448,7 @@ impl Analyzer {
                 );
             }
         }
-        if first_part
-            && let Some(paths) = &mut self.paths
+        if let Some(paths) = &mut self.paths
             && let Some(key) = paths.take_new(&self.policy, flow, &verdict)
         {
             kept |= self.add(
@@ -966,6 +968,11 @@ mod tests {
         a.observe(&flow("10.1.0.6", "10.2.0.11", 5433, 1_100, 1));
         a.observe(&flow("10.1.0.5", "10.2.0.10", 6432, 1_100, 1));
         a.observe(&flow("10.1.0.7", "10.2.0.10", 6432, 1_200, 1));
+        // A probe nobody answered is no path: no new-path, nothing to suggest.
+        let mut probe = flow("10.1.0.7", "10.2.0.10", 23, 1_200, 1);
+        probe.answered = Some(false);
+        probe.state = FlowState::Unanswered;
+        a.observe(&probe);
         assert_eq!(
             a.baseline_start(),
             Some(Timestamp::from_secs_nanos(1_000, 0))
@@ -983,6 +990,7 @@ mod tests {
         let p6432 = paths.iter().find(|p| p.dport == 6432).expect("path");
         assert_eq!((p6432.flows, p6432.decision), (2, "not-allowed"));
         assert_eq!(p6432.talkers.len(), 2);
+        assert!(paths.iter().all(|p| p.dport != 23), "{paths:?}");
         let p5432 = paths.iter().find(|p| p.dport == 5432).expect("path");
         assert_eq!((p5432.flows, p5432.decision), (2, "allowed"));
     }

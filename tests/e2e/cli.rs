@@ -11,7 +11,7 @@ use crate::{corpus, have_tool, jsonl, root, s, zonewatch};
 fn example() -> (String, String) {
     let ex = root().join("examples");
     (
-        s(&ex.join("demo.pcap")).to_string(),
+        s(&ex.join("captures").join("demo.pcap")).to_string(),
         s(&ex.join("zones.toml")).to_string(),
     )
 }

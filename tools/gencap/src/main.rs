@@ -1,5 +1,5 @@
 //! `zonewatch-gencap`: writes the synthetic pcap captures zonewatch uses for
-//! its example (`examples/demo.pcap`) and its benchmark (`bench/run.sh`), and
+//! its example (`examples/captures/demo.pcap`) and its benchmark (`bench/run.sh`), and
 //! replays recorded flow exports to a collector on loopback (`bench/exports.sh`).
 //!
 //! Every frame is what a real stack would send: IPv4 header, TCP, UDP and
