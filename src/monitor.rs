@@ -626,7 +626,7 @@ impl Monitor {
         self.part(si, f, true);
         let src = &mut self.sources[si];
         src.flows_ended += 1;
-        if f.answered.is_some() {
+        if f.answered == Some(true) {
             src.flows_answered += 1;
         }
         self.metrics
@@ -799,7 +799,12 @@ impl Monitor {
                     pending
                 )));
             }
-            if c.records > 0 && c.sampling.is_none() && !c.protocols.contains("sflow") {
+            // v5 states its rate in every header (0: unsampled); v9 and
+            // IPFIX only in options data, which some exporters never send.
+            let learned = cache.stats().get(addr);
+            if c.records > 0
+                && learned.is_some_and(|t| t.sampling.is_none() && !t.versions.contains(&5))
+            {
                 gaps.push((*addr, "unknown-sampling", format!(
                     "exporter {addr} ({name}): {} records and no sampling rate announced; counters assume 1:{} (set default_sampling on the source if it samples)",
                     c.records, src.default_sampling

@@ -533,6 +533,41 @@ fn exports_at_a_steady_rate_are_all_counted_and_stored() {
             .lines()
             .any(|l| l.contains("\"visibility-gap\"") && l.contains("missing-template"))
     });
+    // Another exporter (127.0.0.2) sends v9 with a template but never a
+    // sampling rate: its counters may be sampled, nobody can tell.
+    let other = std::net::UdpSocket::bind(("127.0.0.2", 0)).unwrap();
+    let mut v9 = Vec::new();
+    for w in [9u16, 2] {
+        v9.extend_from_slice(&w.to_be_bytes());
+    }
+    for w in [1_000_000u32, unix, 1, 9] {
+        v9.extend_from_slice(&w.to_be_bytes());
+    }
+    // Template 256: src, dst, sport, dport, proto, packets, bytes.
+    let fields: [(u16, u16); 7] = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (2, 4), (1, 4)];
+    v9.extend_from_slice(&[0, 0]);
+    v9.extend_from_slice(&(8 + 4 * fields.len() as u16).to_be_bytes());
+    v9.extend_from_slice(&256u16.to_be_bytes());
+    v9.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for (t, l) in fields {
+        v9.extend_from_slice(&t.to_be_bytes());
+        v9.extend_from_slice(&l.to_be_bytes());
+    }
+    v9.extend_from_slice(&[1, 0, 0, 28]);
+    v9.extend_from_slice(&[10, 1, 9, 9, 10, 2, 0, 10, 0x9c, 0x40, 0x15, 0x38, 6]);
+    v9.extend_from_slice(&3u32.to_be_bytes());
+    v9.extend_from_slice(&300u32.to_be_bytes());
+    v9.extend_from_slice(&[0, 0, 0]);
+    other.send_to(&v9, ("127.0.0.1", port)).unwrap();
+    m.wait_for("the unknown sampling to be reported", 20, |m| {
+        m.stdout().lines().any(|l| {
+            l.contains("\"visibility-gap\"")
+                && l.contains("unknown-sampling")
+                && l.contains("exporter 127.0.0.2")
+        })
+    });
+    sent_packets += 3;
+    sent_bytes += 300;
     // SIGTERM ends every flow still waiting for its reverse and commits them.
     let (code, _, err) = m.terminate();
     assert_eq!(code, 0, "{err}");
@@ -540,7 +575,7 @@ fn exports_at_a_steady_rate_are_all_counted_and_stored() {
     assert_eq!(
         (totals.flows, totals.packets, totals.bytes),
         (
-            u64::from(datagrams) * u64::from(per),
+            u64::from(datagrams) * u64::from(per) + 1,
             sent_packets,
             sent_bytes
         )
@@ -621,6 +656,29 @@ fn zones_edits_apply_without_restart_and_a_broken_edit_keeps_the_old_policy() {
         (v["src_zone"].as_str(), v["dst_zone"].as_str()),
         (Some("spool"), Some("silent"))
     );
+}
+
+#[test]
+fn a_tap_that_sees_one_direction_only_is_a_visibility_gap() {
+    let st = setup("one_way_min_flows = 5");
+    let mut m = Monitor::start(&st.config);
+    // Six sessions of which only the client's packets were captured.
+    let mut p = Vec::new();
+    for i in 0..6u16 {
+        p.extend(
+            session(APP, DB, 46_000 + i, 5432, T0 + f64::from(i))
+                .into_iter()
+                .filter(|(_, pkt)| pkt[12..16] == APP),
+        );
+    }
+    write_pcap(&st.spool.join("half.pcap"), p);
+    m.wait_for("the one-way gap", 60, |m| {
+        m.stdout()
+            .lines()
+            .any(|l| l.contains("\"visibility-gap\"") && l.contains("\"one-way\""))
+    });
+    let (code, _, err) = m.terminate();
+    assert_eq!(code, 0, "{err}");
 }
 
 #[test]
