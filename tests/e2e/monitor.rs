@@ -28,8 +28,13 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn start(config: &Path) -> Monitor {
+        Monitor::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &Path, extra: &[&str]) -> Monitor {
         let mut child = Command::new(env!("CARGO_BIN_EXE_zonewatch"))
             .args(["monitor", "--config", s(config)])
+            .args(extra)
             .env("ZONEWATCH_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -655,6 +660,37 @@ fn zones_edits_apply_without_restart_and_a_broken_edit_keeps_the_old_policy() {
     assert_eq!(
         (v["src_zone"].as_str(), v["dst_zone"].as_str()),
         (Some("spool"), Some("silent"))
+    );
+}
+
+#[test]
+fn logs_can_be_json_lines() {
+    let st = setup("");
+    let mut m = Monitor::start_with(&st.config, &["--log-format", "json"]);
+    m.wait_for("the metrics log line", 20, |m| {
+        m.stderr().contains("serving /metrics")
+    });
+    let (code, _, err) = m.terminate();
+    assert_eq!(code, 0, "{err}");
+    let logs: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let metrics = logs
+        .iter()
+        .find(|v| v["fields"]["message"] == "serving /metrics")
+        .expect("the /metrics line as JSON");
+    assert_eq!(metrics["level"], "INFO");
+    assert!(
+        metrics["fields"]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(
+        logs.iter().any(|v| v["fields"]["message"] == "watching"),
+        "{err}"
     );
 }
 
