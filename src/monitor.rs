@@ -154,7 +154,7 @@ struct Monitor {
     rx: Receiver<Msg>,
     stop: Arc<AtomicBool>,
     writer_tx: Option<SyncSender<(Batch, Instant)>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<bool>>,
     helpers: Vec<JoinHandle<()>>,
     runtime: Option<(JoinHandle<()>, tokio::sync::watch::Sender<bool>)>,
     _watchers: Vec<FolderWatcher>,
@@ -898,16 +898,24 @@ impl Monitor {
         }
         self.commit(true)?;
         drop(self.writer_tx.take());
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
-        self._watchers.clear();
-        for h in self.helpers.drain(..) {
+        let committed = matches!(self.writer.take().map(JoinHandle::join), Some(Ok(true)));
+        let store = self.settings.store.clone();
+        let helpers = std::mem::take(&mut self.helpers);
+        // Dropping the rest closes the queue and the watchers, so no source
+        // thread can wait on a full queue while it is joined.
+        drop(self);
+        for h in helpers {
             let _ = h.join();
+        }
+        if !committed {
+            bail!(
+                "some data could not be committed to {}; see the errors above",
+                store.display()
+            );
         }
         eprintln!(
             "zonewatch: stopped; everything is committed to {}",
-            self.settings.store.display()
+            store.display()
         );
         Ok(())
     }
@@ -954,7 +962,8 @@ fn write_batches(
     rx: Receiver<(Batch, Instant)>,
     metrics: &Metrics,
     retention_secs: u64,
-) {
+) -> bool {
+    let mut all_committed = true;
     let stdout = Mutex::new(std::io::stdout());
     let mut last_retention: Option<Instant> = None;
     // Retention counts back from the newest data seen, not from the clock:
@@ -995,7 +1004,10 @@ fn write_batches(
             }
         };
         metrics.store_lag_seconds.set(since.elapsed().as_secs_f64());
-        let Some(outcome) = outcome else { continue };
+        let Some(outcome) = outcome else {
+            all_committed = false;
+            continue;
+        };
         let new: HashSet<&str> = outcome.new_findings.iter().map(String::as_str).collect();
         for d in &batch.findings {
             let f = &d.finding;
@@ -1023,6 +1035,7 @@ fn write_batches(
         }
     }
     metrics.store_lag_seconds.set(0.0);
+    all_committed
 }
 
 /// Reads watched files (one at a time, in arrival order) and hands their
@@ -1188,14 +1201,16 @@ async fn serve(
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-        _ = stop_rx.changed() => {}
-    }
+    let by_signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => true,
+        _ = term => true,
+        _ = stop_rx.changed() => false,
+    };
     stop.store(true, Ordering::Relaxed);
-    // Wait for the engine to ask the listeners to stop (it first takes what is queued).
-    let _ = stop_rx.changed().await;
+    if by_signal {
+        // The engine takes what is queued, then asks the listeners to stop.
+        let _ = stop_rx.changed().await;
+    }
     for t in tasks {
         let _ = t.await;
     }
