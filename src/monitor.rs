@@ -71,6 +71,9 @@ enum Msg {
     Reload,
 }
 
+/// Reads a live source's kernel drop count.
+type KernelDrops = Box<dyn Fn() -> u64 + Send>;
+
 /// A watched file, read.
 struct FileRead {
     source: usize,
@@ -158,6 +161,8 @@ struct Monitor {
     helpers: Vec<JoinHandle<()>>,
     runtime: Option<(JoinHandle<()>, tokio::sync::watch::Sender<bool>)>,
     _watchers: Vec<FolderWatcher>,
+    /// Per live source: its kernel drop counter, and how much of it /metrics has.
+    kernel_drops: Vec<(usize, KernelDrops, u64)>,
     _zones_watcher: Option<FileWatcher>,
     /// Parts of live flows reported so far.
     reported: HashMap<u64, Reported>,
@@ -236,6 +241,7 @@ impl Monitor {
         let mut sockets = Vec::new();
         let mut helpers = Vec::new();
         let mut watchers = Vec::new();
+        let mut kernel_drops = Vec::new();
         let (file_tx, file_rx) = mpsc::channel::<(usize, WatchEvent)>();
         for (i, s) in settings.sources.iter().enumerate() {
             let (kind, sampling, allowed) = match s {
@@ -270,17 +276,21 @@ impl Monitor {
                     filter,
                     snaplen,
                     promiscuous,
-                } => helpers.push(spawn_live(
-                    i,
-                    name,
-                    interface,
-                    filter.clone(),
-                    *snaplen,
-                    *promiscuous,
-                    tx.clone(),
-                    stop.clone(),
-                    metrics.clone(),
-                )?),
+                } => {
+                    let (thread, drops) = spawn_live(
+                        i,
+                        name,
+                        interface,
+                        filter.clone(),
+                        *snaplen,
+                        *promiscuous,
+                        tx.clone(),
+                        stop.clone(),
+                        metrics.clone(),
+                    )?;
+                    helpers.push(thread);
+                    kernel_drops.push((i, drops, 0));
+                }
                 SourceSettings::Export { listen, kind, .. } => {
                     let sock = listen::bind(*listen).with_context(|| {
                         format!("cannot listen for {kind} on {listen}: is another collector using the port?")
@@ -408,6 +418,7 @@ impl Monitor {
             helpers,
             runtime: Some((rt, stop_tx)),
             _watchers: watchers,
+            kernel_drops,
             _zones_watcher: zones_watcher,
             reported: HashMap::new(),
             suspects: HashSet::new(),
@@ -747,6 +758,22 @@ impl Monitor {
         self.metrics
             .flow_table_flows
             .set(i64::try_from(live_flows).unwrap_or(i64::MAX));
+        self.count_kernel_drops();
+    }
+
+    /// Packets the kernel dropped before libpcap read them (refreshed by
+    /// the capture threads about once a second).
+    fn count_kernel_drops(&mut self) {
+        for (si, drops, reported) in &mut self.kernel_drops {
+            let now = drops();
+            if now > *reported {
+                self.metrics
+                    .dropped
+                    .get_or_create(&Metrics::reason(&self.sources[*si].name, "kernel"))
+                    .inc_by(now - *reported);
+                *reported = now;
+            }
+        }
     }
 
     fn visibility(&mut self, si: usize, now: Timestamp) {
@@ -887,6 +914,7 @@ impl Monitor {
         while let Ok(msg) = self.rx.try_recv() {
             self.handle(msg, out);
         }
+        self.count_kernel_drops();
         for si in 0..self.sources.len() {
             let mut ended = Vec::new();
             self.sources[si]
@@ -1228,7 +1256,7 @@ fn spawn_live(
     tx: SyncSender<Msg>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-) -> Result<JoinHandle<()>> {
+) -> Result<(JoinHandle<()>, KernelDrops)> {
     use zonewatch_collector::live::{LiveCapture, LiveConfig};
     let cfg = LiveConfig {
         filter,
@@ -1241,7 +1269,12 @@ fn spawn_live(
     let linktype = cap.linktype();
     tracing::info!(source = name, interface, linktype, "capturing");
     let name = name.to_string();
-    Ok(thread::spawn(move || {
+    let handle = cap.stats_handle();
+    let drops: KernelDrops = Box::new(move || {
+        let s = handle.get();
+        s.dropped_kernel + s.dropped_interface
+    });
+    let thread = thread::spawn(move || {
         let full = Metrics::reason(&name, "queue-full");
         let r = cap.run(&stop, &mut |ts, data| {
             let msg = Msg::Packet {
@@ -1254,16 +1287,11 @@ fn spawn_live(
                 metrics.dropped.get_or_create(&full).inc();
             }
         });
-        match r {
-            Ok(s) => {
-                metrics
-                    .dropped
-                    .get_or_create(&Metrics::reason(&name, "kernel"))
-                    .inc_by(s.dropped_kernel + s.dropped_interface);
-            }
-            Err(e) => tracing::error!(source = %name, error = %e, "live capture stopped"),
+        if let Err(e) = r {
+            tracing::error!(source = %name, error = %e, "live capture stopped");
         }
-    }))
+    });
+    Ok((thread, drops))
 }
 
 #[cfg(not(feature = "live"))]
@@ -1278,7 +1306,7 @@ fn spawn_live(
     _tx: SyncSender<Msg>,
     _stop: Arc<AtomicBool>,
     _metrics: Arc<Metrics>,
-) -> Result<JoinHandle<()>> {
+) -> Result<(JoinHandle<()>, KernelDrops)> {
     bail!(
         "source {name}: this zonewatch was built without live capture; rebuild with `cargo build --release --features live` (needs libpcap-dev)"
     )
