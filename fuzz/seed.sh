@@ -4,6 +4,7 @@
 #   packet_decoder  every frame of those captures, prefixed with the byte that
 #                   selects its link type (index in packet::linktype::SUPPORTED)
 #   zones_loader    every .toml under examples/
+#   monitor_config  examples/zonewatch.toml and the config sketch of the README
 #   sflow           the UDP payloads of every sFlow capture in netflow/ and malformed/
 #   netflow_v5      the UDP payloads of every NetFlow/IPFIX capture (one datagram each)
 #   netflow_template  each NetFlow/IPFIX capture's payloads framed in sequence
@@ -14,7 +15,7 @@ fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$fuzz_dir")
 shared=${1:-$root/../shared/corpus}
 
-for t in capture_reader packet_decoder zones_loader; do
+for t in capture_reader packet_decoder zones_loader monitor_config; do
     mkdir -p "$fuzz_dir/corpus/$t"
 done
 
@@ -171,7 +172,11 @@ print(f"netflow_v5: {n1} datagrams, netflow_template: {n2} sequences")
 PY
 fi
 
-find "$root/examples" -name '*.toml' -exec cp {} "$fuzz_dir/corpus/zones_loader/" \; 2>/dev/null || true
-for t in capture_reader packet_decoder zones_loader sflow netflow_v5 netflow_template; do
+find "$root/examples" -name '*.toml' ! -name zonewatch.toml -exec cp {} "$fuzz_dir/corpus/zones_loader/" \; 2>/dev/null || true
+cp "$root/examples/zonewatch.toml" "$fuzz_dir/corpus/monitor_config/example.toml"
+# The README's config sketch (the block after its "### `zonewatch.toml`" heading).
+awk '/^### `zonewatch.toml`/ { on = 1 } on && /^```toml/ { grab = 1; next } grab && /^```/ { exit } grab { print }' \
+    "$root/README.md" > "$fuzz_dir/corpus/monitor_config/readme.toml"
+for t in capture_reader packet_decoder zones_loader monitor_config sflow netflow_v5 netflow_template; do
     echo "$t: $(find "$fuzz_dir/corpus/$t" -type f ! -name .gitkeep | wc -l) seeds"
 done
