@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use zonewatch_analyzer::store::{
-    Aggregate, Batch, FileRow, PathObservation, Reader, Store, Talker,
+    Aggregate, Batch, FileRow, PathObservation, Reader, Store, StoreError, Talker,
 };
 use zonewatch_analyzer::{
     Analyzer, AnalyzerConfig, FindingDelta, ObservedPath, decision_name, path_query,
@@ -69,6 +69,11 @@ enum Msg {
     File(Box<FileRead>),
     /// The zones file changed.
     Reload,
+}
+
+/// Zones a policy declares (the implicit ones aside).
+fn declared(p: &Policy) -> usize {
+    p.zones().iter().filter(|z| !z.implicit).count()
 }
 
 /// Reads a live source's kernel drop count.
@@ -126,7 +131,15 @@ struct Reported {
     bytes: u64,
     rpackets: u64,
     rbytes: u64,
+    /// Whether the aggregates counted it as answered already.
+    answered: bool,
 }
+
+/// Counters of one flow part beyond these are taken for garbage (a
+/// corrupt or hostile export), counted as a decode error and dropped: no
+/// link carries 2^40 packets or 2^56 bytes between two checkpoints.
+const MAX_PART_PACKETS: u64 = 1 << 40;
+const MAX_PART_BYTES: u64 = 1 << 56;
 
 /// Per-source state of the engine.
 struct SourceState {
@@ -163,11 +176,13 @@ struct Monitor {
     _watchers: Vec<FolderWatcher>,
     /// Per live source: its kernel drop counter, and how much of it /metrics has.
     kernel_drops: Vec<(usize, KernelDrops, u64)>,
+    /// The zones file changed and is not reloaded yet.
+    reload_pending: Arc<AtomicBool>,
     _zones_watcher: Option<FileWatcher>,
-    /// Parts of live flows reported so far.
-    reported: HashMap<u64, Reported>,
+    /// Parts of live flows reported so far, by (source, flow id).
+    reported: HashMap<(usize, u64), Reported>,
     /// Live flows that could raise a finding, not yet answered.
-    suspects: HashSet<u64>,
+    suspects: HashSet<(usize, u64)>,
     aggregates: HashMap<AggKey, Aggregate>,
     files: Vec<FileRow>,
     held_deltas: Vec<FindingDelta>,
@@ -339,12 +354,16 @@ impl Monitor {
                 read_files(file_rx, tx, &stop, &names, tc, ingested)
             }));
         }
+        let reload_pending = Arc::new(AtomicBool::new(false));
         let zones_watcher = {
-            let tx = tx.clone();
+            let (tx, pending) = (tx.clone(), reload_pending.clone());
             match FileWatcher::start(
                 &settings.zones,
                 Duration::from_millis(300),
                 Box::new(move || {
+                    // The flag is what counts (a full queue cannot lose an
+                    // edit); the message only wakes the engine up.
+                    pending.store(true, Ordering::Relaxed);
                     let _ = tx.try_send(Msg::Reload);
                 }),
             ) {
@@ -419,6 +438,7 @@ impl Monitor {
             runtime: Some((rt, stop_tx)),
             _watchers: watchers,
             kernel_drops,
+            reload_pending,
             _zones_watcher: zones_watcher,
             reported: HashMap::new(),
             suspects: HashSet::new(),
@@ -450,6 +470,9 @@ impl Monitor {
                     self.handle(msg, &mut out);
                 }
                 break;
+            }
+            if self.reload_pending.swap(false, Ordering::Relaxed) {
+                self.reload();
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 last_tick = Instant::now();
@@ -494,7 +517,11 @@ impl Monitor {
                     tracing::error!(error = %e, "cannot hand a batch to the store");
                 }
             }
-            Msg::Reload => self.reload(),
+            Msg::Reload => {
+                if self.reload_pending.swap(false, Ordering::Relaxed) {
+                    self.reload();
+                }
+            }
         }
     }
 
@@ -522,9 +549,9 @@ impl Monitor {
                     .inc_by(u64::from(info.ip_len));
                 let ing = src.engine.table.ingest(src.handle.table(), ts, &info, out);
                 if ing.new && zonewatch_analyzer::may_raise_finding(&policy, &info) {
-                    self.suspects.insert(ing.flow_id);
+                    self.suspects.insert((si, ing.flow_id));
                 } else if !ing.forward
-                    && self.suspects.remove(&ing.flow_id)
+                    && self.suspects.remove(&(si, ing.flow_id))
                     && let Some(now) = src.engine.table.current()
                 {
                     // First evidence (the SYN-ACK, the first reply): raise now.
@@ -551,7 +578,6 @@ impl Monitor {
         out: &mut Vec<FlowRecord>,
     ) {
         let src = &mut self.sources[si];
-        src.last_activity = Instant::now();
         let kind = if src.kind == "sflow" {
             ExportKind::Sflow
         } else {
@@ -576,7 +602,9 @@ impl Monitor {
                     .get_or_create(&Metrics::reason(&src.name, "exporter-not-allowed"))
                     .inc();
             }
-            Outcome::Decoded(_) | Outcome::NotExport => {}
+            // Only what decodes keeps a source from being reported silent.
+            Outcome::Decoded(_) => src.last_activity = Instant::now(),
+            Outcome::NotExport => {}
         }
         for rec in &records {
             let rate = u64::from(if rec.sampling == 0 {
@@ -589,11 +617,11 @@ impl Monitor {
             self.metrics
                 .packets
                 .get_or_create(&label)
-                .inc_by((rec.packets + rp) * rate);
+                .inc_by(rec.packets.saturating_add(rp).saturating_mul(rate));
             self.metrics
                 .bytes
                 .get_or_create(&label)
-                .inc_by((rec.bytes + rb) * rate);
+                .inc_by(rec.bytes.saturating_add(rb).saturating_mul(rate));
             src.engine.export(src.handle, rec, at, out);
         }
         self.ended(si, out);
@@ -633,7 +661,7 @@ impl Monitor {
     }
 
     fn final_part(&mut self, si: usize, f: &FlowRecord) {
-        self.suspects.remove(&f.id);
+        self.suspects.remove(&(si, f.id));
         self.part(si, f, true);
         let src = &mut self.sources[si];
         src.flows_ended += 1;
@@ -648,10 +676,11 @@ impl Monitor {
 
     /// One part of a flow: the counters since its previous part.
     fn part(&mut self, si: usize, f: &FlowRecord, last: bool) {
+        let id = (si, f.id);
         let prior = if last {
-            self.reported.remove(&f.id)
+            self.reported.remove(&id)
         } else {
-            self.reported.get(&f.id).copied()
+            self.reported.get(&id).copied()
         };
         let first = prior.is_none();
         let p = prior.unwrap_or_default();
@@ -660,18 +689,34 @@ impl Monitor {
         delta.bytes = f.bytes.saturating_sub(p.bytes);
         delta.rpackets = f.rpackets.saturating_sub(p.rpackets);
         delta.rbytes = f.rbytes.saturating_sub(p.rbytes);
+        let packets = delta.packets.saturating_add(delta.rpackets);
+        let bytes = delta.bytes.saturating_add(delta.rbytes);
+        if packets > MAX_PART_PACKETS || bytes > MAX_PART_BYTES {
+            self.reported.remove(&id);
+            self.metrics
+                .decode_errors
+                .get_or_create(&Metrics::reason(
+                    &self.sources[si].name,
+                    "implausible-counters",
+                ))
+                .inc();
+            tracing::warn!(source = %self.sources[si].name, src = %f.src, dst = %f.dst, packets, bytes, "flow with implausible counters dropped");
+            return;
+        }
+        let answered_now = f.answered == Some(true) && !p.answered;
         if !last {
             self.reported.insert(
-                f.id,
+                id,
                 Reported {
                     packets: f.packets,
                     bytes: f.bytes,
                     rpackets: f.rpackets,
                     rbytes: f.rbytes,
+                    answered: p.answered || f.answered == Some(true),
                 },
             );
         }
-        if !first && delta.packets + delta.rpackets == 0 {
+        if !first && packets == 0 && !answered_now {
             return;
         }
         self.oldest_pending.get_or_insert_with(Instant::now);
@@ -711,12 +756,12 @@ impl Monitor {
             });
         if first {
             agg.flows += 1;
-            if f.answered == Some(true) {
-                agg.answered += 1;
-            }
         }
-        agg.packets += delta.packets + delta.rpackets;
-        agg.bytes += delta.bytes + delta.rbytes;
+        if answered_now {
+            agg.answered += 1;
+        }
+        agg.packets = agg.packets.saturating_add(packets);
+        agg.bytes = agg.bytes.saturating_add(bytes);
     }
 
     /// Every live flow reports what it gathered since its last part.
@@ -724,7 +769,11 @@ impl Monitor {
         for si in 0..self.sources.len() {
             let mut snap = Vec::new();
             self.sources[si].engine.table.snapshot(&mut snap);
-            for f in &snap {
+            // Only answered flows: a flow still waiting for its reply would be
+            // classified (and counted) as an unanswered attempt, then again
+            // as what it becomes. Those are small; they report at their
+            // first evidence or when they end.
+            for f in snap.iter().filter(|f| f.answered == Some(true)) {
                 self.part(si, f, false);
             }
         }
@@ -849,12 +898,14 @@ impl Monitor {
     fn reload(&mut self) {
         let path = self.settings.zones.clone();
         match Policy::load(&path) {
+            Ok(p) if declared(&p) == 0 && declared(self.analyzer.policy()) > 0 => {
+                tracing::error!(zones_file = %path.display(), "the edited zones file declares no zone (an empty or truncated save?); the previous policy stays in force");
+            }
             Ok(p) => {
-                let zones = p.zones().len();
+                let zones = declared(&p);
                 let (deltas, paths) = self.analyzer.set_policy(Arc::new(p));
                 self.held_deltas.extend(deltas);
                 self.held_paths.extend(paths);
-                self.suspects.clear();
                 tracing::info!(zones_file = %path.display(), zones, "zones reloaded; the new policy applies from now on");
             }
             Err(e) => {
@@ -998,7 +1049,11 @@ fn write_batches(
     // captures of last year dropped into a watched folder are kept too.
     let mut newest: Option<Timestamp> = None;
     for (batch, since) in rx {
+        // A clock in the future (one bad exporter or capture) must not age
+        // out real data: the newest bucket counts at most a day past now.
+        let horizon = Timestamp(listen::now().0.saturating_add(86_400 * 1_000_000_000));
         if let Some(b) = batch.aggregates.iter().map(|a| a.bucket).max() {
+            let b = b.min(horizon);
             newest = Some(newest.map_or(b, |n| n.max(b)));
         }
         if let Some(newest) = newest
@@ -1020,6 +1075,11 @@ fn write_batches(
             attempt += 1;
             match store.commit(&batch) {
                 Ok(o) => break Some(o),
+                // A value the store refuses is refused again: no retry.
+                Err(e @ StoreError::InvalidValue { .. }) => {
+                    tracing::error!(error = %e, aggregates = batch.aggregates.len(), findings = batch.findings.len(), files = batch.files.len(), "a batch holds a value the store cannot take and is lost; its files will be ingested again at the next start");
+                    break None;
+                }
                 Err(e) if attempt < COMMIT_ATTEMPTS => {
                     tracing::error!(error = %e, attempt, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "cannot commit to the store; retrying (is the disk full or the file locked?)");
                     thread::sleep(delay);
@@ -1091,7 +1151,25 @@ fn read_files(
             tracing::info!(source = %names[source], file = %ready.path.display(), "already ingested (same content); skipped");
             continue;
         }
+        // The ledger row must describe exactly what was read: the file must
+        // still be the one hashed, before and after reading. If not (renamed
+        // away, appended to), nothing is recorded: a file that settles again
+        // is reported again.
+        let unchanged = |r: &ReadyFile| {
+            std::fs::metadata(&r.path)
+                .is_ok_and(|m| m.len() == r.size && m.modified().ok() == Some(r.modified))
+        };
+        if !unchanged(&ready) {
+            seen.remove(&ready.sha256);
+            tracing::info!(source = %names[source], file = %ready.path.display(), "changed or gone since it settled; not ingested now");
+            continue;
+        }
         let (flows, stats) = read_one(&ready.path, tc.clone());
+        if !unchanged(&ready) {
+            seen.remove(&ready.sha256);
+            tracing::warn!(source = %names[source], file = %ready.path.display(), "changed or gone while being read; what was read is discarded, the file is taken again once it settles");
+            continue;
+        }
         let errors = stats.error_count() + u64::try_from(stats.capture_errors.len()).unwrap_or(0);
         for e in &stats.capture_errors {
             tracing::warn!(source = %names[source], %e, "file ends in an error; the packets before it were ingested");

@@ -608,6 +608,12 @@ fn zones_edits_apply_without_restart_and_a_broken_edit_keeps_the_old_policy() {
     m.wait_for("the error about the edit", 30, |m| {
         m.stderr().contains("previous policy stays") && m.stderr().contains("zones.toml:")
     });
+    // An empty save (truncated file) keeps the previous policy too.
+    fs::write(&zones, "").unwrap();
+    m.wait_for("the refusal of an empty zones file", 30, |m| {
+        m.stderr().contains("declares no zone")
+    });
+    assert!(!m.stderr().contains("zones reloaded"), "{}", m.stderr());
     // A good edit allows ssh from app to db from now on.
     fs::write(
         &zones,
@@ -757,35 +763,31 @@ fn zones_suggest_turns_observed_paths_into_allow_rules_that_make_them_allowed() 
     assert!(text.contains("allowed"), "{text}");
 }
 
-/// Live capture on `lo`: a real TCP connection between two loopback
-/// addresses declared as zones; the finding appears while the connection
-/// is still open (at the SYN-ACK), long before any timeout ends the flow.
+/// A monitor capturing on `lo` with `filter`, zones app = 127.0.0.2 and
+/// db = 127.0.0.3 (high trust), checkpoints every `checkpoint`. `None` when
+/// capture is not permitted here (a failure under ZONEWATCH_REQUIRE_TOOLS=1).
 #[cfg(feature = "live")]
-#[test]
-fn live_capture_on_loopback_raises_a_finding_at_its_first_evidence() {
-    use std::net::{SocketAddr, TcpListener};
+fn live_monitor(filter: &str, checkpoint: &str) -> Option<(tempfile::TempDir, Monitor)> {
     let dir = tempfile::tempdir().unwrap();
     fs::write(
         dir.path().join("zones.toml"),
         "[[zone]]\nname = \"app\"\ncidrs = [\"127.0.0.2/32\"]\n\n[[zone]]\nname = \"db\"\ncidrs = [\"127.0.0.3/32\"]\ntrust = \"high\"\n",
     )
     .unwrap();
-    let server = TcpListener::bind("127.0.0.3:0").unwrap();
-    let port = server.local_addr().unwrap().port();
     let config = dir.path().join("zonewatch.toml");
     fs::write(
         &config,
         format!(
-            "zones = \"zones.toml\"\nstore = \"zonewatch.db\"\n[monitor]\ncommit_interval = \"200ms\"\ncheckpoint = \"1s\"\n[[source]]\ntype = \"pcap_live\"\nname = \"lo\"\ninterface = \"lo\"\nfilter = \"tcp port {port}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+            "zones = \"zones.toml\"\nstore = \"zonewatch.db\"\n[monitor]\ncommit_interval = \"200ms\"\ncheckpoint = \"{checkpoint}\"\n[[source]]\ntype = \"pcap_live\"\nname = \"lo\"\ninterface = \"lo\"\nfilter = \"{filter}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
-    let mut m = Monitor::start(&config);
+    let m = Monitor::start(&config);
     let started = Instant::now();
     loop {
         let err = m.stderr();
         if err.contains("capturing") {
-            break;
+            return Some((dir, m));
         }
         if err.contains("permission") || err.contains("Operation not permitted") {
             assert!(
@@ -795,7 +797,7 @@ fn live_capture_on_loopback_raises_a_finding_at_its_first_evidence() {
             eprintln!(
                 "skipped: live capture on lo is not permitted here (run as root or give the binary cap_net_raw)"
             );
-            return;
+            return None;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -803,6 +805,14 @@ fn live_capture_on_loopback_raises_a_finding_at_its_first_evidence() {
         );
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A TCP connection from 127.0.0.2 to `server` (on 127.0.0.3): a request
+/// and its answer; the connection stays open until the stream is dropped.
+#[cfg(feature = "live")]
+fn open_connection(server: std::net::TcpListener) -> (TcpStream, thread::JoinHandle<usize>) {
+    use std::net::SocketAddr;
+    let port = server.local_addr().unwrap().port();
     let accept = thread::spawn(move || {
         let (mut conn, _) = server.accept().unwrap();
         let mut buf = [0u8; 64];
@@ -825,7 +835,35 @@ fn live_capture_on_loopback_raises_a_finding_at_its_first_evidence() {
     let mut answer = [0u8; 128];
     let n = conn.read(&mut answer).unwrap();
     assert!(answer[..n].starts_with(b"HTTP/1.0 200"));
-    // The connection is open: the flow has not ended, yet the finding is out.
+    (conn, accept)
+}
+
+/// The one stored finding of `kind`, as JSON.
+fn stored(db: &Path, kind: &str) -> Vec<serde_json::Value> {
+    Reader::open(db)
+        .and_then(|r| r.findings())
+        .map(|f| {
+            f.iter()
+                .map(|f| f.to_json())
+                .filter(|j| j["kind"] == kind)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Live capture on `lo`: a real TCP connection between two loopback
+/// addresses declared as zones. Checkpoints are an hour apart, so the
+/// finding can only come from its first evidence (the SYN-ACK): it appears
+/// while the connection is still open, long before any timeout ends it.
+#[cfg(feature = "live")]
+#[test]
+fn live_capture_on_loopback_raises_a_finding_at_its_first_evidence() {
+    let server = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let Some((dir, mut m)) = live_monitor(&format!("tcp port {port}"), "1h") else {
+        return;
+    };
+    let (conn, accept) = open_connection(server);
     m.wait_for("the finding while the connection is open", 20, |m| {
         m.stdout().contains("\"unexpected-path\"")
     });
@@ -843,24 +881,85 @@ fn live_capture_on_loopback_raises_a_finding_at_its_first_evidence() {
     assert_eq!(v["service"], format!("tcp/{port}"));
     assert_eq!(v["evidence"][0]["src"], "127.0.0.2");
     assert_eq!(v["evidence"][0]["oriented_by"], "handshake");
-    // Still open, the flow is checkpointed into the store: it does not live
-    // only in memory until it ends.
+    drop(conn);
+    assert!(accept.join().unwrap() > 0);
+    let (code, _, err) = m.terminate();
+    assert_eq!(code, 0, "{err}");
+    // The whole flow is in the store once: one flow, answered, in one finding.
     let db = dir.path().join("zonewatch.db");
+    let totals = Reader::open(&db).unwrap().totals().unwrap();
+    assert_eq!((totals.flows, totals.answered), (1, 1), "{err}");
+    // Handshake, request, answer (and whatever closing the capture saw).
+    assert!(totals.packets >= 5, "{totals:?}");
+    let f = stored(&db, "unexpected-path");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        (f[0]["flows"].as_u64(), f[0]["answered"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(f[0]["packets"].as_u64(), Some(totals.packets));
+}
+
+/// With checkpoints every second: an open connection reaches the store
+/// before it ends, and a UDP query answered only after a checkpoint passed
+/// is still one answered flow in one finding (not an unanswered attempt
+/// plus an empty finding).
+#[cfg(feature = "live")]
+#[test]
+fn live_flows_are_checkpointed_into_the_store_and_counted_once() {
+    use std::net::{SocketAddr, UdpSocket};
+    let server = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let udp_server = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let uport = udp_server.local_addr().unwrap().port();
+    let Some((dir, mut m)) = live_monitor(&format!("tcp port {port} or udp port {uport}"), "1s")
+    else {
+        return;
+    };
+    let db = dir.path().join("zonewatch.db");
+    let (conn, accept) = open_connection(server);
     m.wait_for("the open flow in the store", 20, |_| {
         Reader::open(&db)
             .and_then(|r| r.totals())
-            .is_ok_and(|t| t.flows == 1 && t.packets >= 5)
+            .is_ok_and(|t| t.flows == 1 && t.packets >= 5 && t.answered == 1)
+    });
+    // The query, then its answer 2.5 s (two checkpoints) later.
+    let client = UdpSocket::bind("127.0.0.2:0").unwrap();
+    client
+        .send_to(b"query", SocketAddr::from(([127, 0, 0, 3], uport)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let (_, from) = udp_server.recv_from(&mut buf).unwrap();
+    thread::sleep(Duration::from_millis(2500));
+    udp_server.send_to(b"answer", from).unwrap();
+    m.wait_for("the UDP finding", 20, |_| {
+        !stored(&db, "unexpected-path").is_empty()
+            && stored(&db, "unexpected-path")
+                .iter()
+                .any(|f| f["service"] == format!("udp/{uport}"))
     });
     drop(conn);
     assert!(accept.join().unwrap() > 0);
     let (code, _, err) = m.terminate();
     assert_eq!(code, 0, "{err}");
-    // The whole flow is in the store, once: both directions' packets.
-    let totals = Reader::open(&dir.path().join("zonewatch.db"))
-        .unwrap()
-        .totals()
-        .unwrap();
-    assert_eq!((totals.flows, totals.answered), (1, 1), "{err}");
-    // Handshake, request, answer (and whatever closing the capture saw).
-    assert!(totals.packets >= 5, "{totals:?}");
+    assert!(
+        stored(&db, "blocked-attempt").is_empty(),
+        "{:?}",
+        stored(&db, "blocked-attempt")
+    );
+    let udp: Vec<_> = stored(&db, "unexpected-path")
+        .into_iter()
+        .filter(|f| f["service"] == format!("udp/{uport}"))
+        .collect();
+    assert_eq!(udp.len(), 1);
+    assert_eq!(
+        (
+            udp[0]["flows"].as_u64(),
+            udp[0]["answered"].as_u64(),
+            udp[0]["packets"].as_u64()
+        ),
+        (Some(1), Some(1), Some(2))
+    );
+    let totals = Reader::open(&db).unwrap().totals().unwrap();
+    assert_eq!((totals.flows, totals.answered), (2, 2), "{err}");
 }
