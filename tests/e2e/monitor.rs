@@ -838,7 +838,8 @@ fn open_connection(server: std::net::TcpListener) -> (TcpStream, thread::JoinHan
     (conn, accept)
 }
 
-/// The one stored finding of `kind`, as JSON.
+/// The stored findings of `kind`, as JSON.
+#[cfg(feature = "live")]
 fn stored(db: &Path, kind: &str) -> Vec<serde_json::Value> {
     Reader::open(db)
         .and_then(|r| r.findings())
