@@ -251,6 +251,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
         text,
         list: Vec::new(),
     };
+    // Unknown keys and wrong types, all of them (serde stops at the first).
+    for (span, message) in schema_problems(text) {
+        d.push(&span, message);
+    }
+    if !d.list.is_empty() {
+        return Err(render(&d));
+    }
     let raw: ConfigFile = match toml::from_str(text) {
         Ok(c) => c,
         Err(e) => {
@@ -520,6 +527,140 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
     })
 }
 
+/// What a key holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    StrList,
+    Table(&'static [(&'static str, Kind)]),
+    Tables(&'static [(&'static str, Kind)]),
+}
+
+const MONITOR_KEYS: &[(&str, Kind)] = &[
+    ("baseline", Kind::Str),
+    ("checkpoint", Kind::Str),
+    ("bucket", Kind::Str),
+    ("retention", Kind::Str),
+    ("commit_interval", Kind::Str),
+    ("silent_after", Kind::Str),
+    ("one_way_min_flows", Kind::Int),
+];
+const FLOWS_KEYS: &[(&str, Kind)] = &[
+    ("tcp_idle", Kind::Str),
+    ("udp_idle", Kind::Str),
+    ("active", Kind::Str),
+    ("max_flows", Kind::Int),
+];
+const SOURCE_KEYS: &[(&str, Kind)] = &[
+    ("type", Kind::Str),
+    ("name", Kind::Str),
+    ("interface", Kind::Str),
+    ("filter", Kind::Str),
+    ("snaplen", Kind::Int),
+    ("promiscuous", Kind::Bool),
+    ("listen", Kind::Str),
+    ("allow_exporters", Kind::StrList),
+    ("default_sampling", Kind::Int),
+    ("path", Kind::Str),
+    ("settle", Kind::Str),
+];
+const METRICS_KEYS: &[(&str, Kind)] = &[("listen", Kind::Str)];
+const DASHBOARD_KEYS: &[(&str, Kind)] = &[("listen", Kind::Str), ("token_env", Kind::Str)];
+const TOP_KEYS: &[(&str, Kind)] = &[
+    ("zones", Kind::Str),
+    ("store", Kind::Str),
+    ("monitor", Kind::Table(MONITOR_KEYS)),
+    ("flows", Kind::Table(FLOWS_KEYS)),
+    ("source", Kind::Tables(SOURCE_KEYS)),
+    ("metrics", Kind::Table(METRICS_KEYS)),
+    ("dashboard", Kind::Table(DASHBOARD_KEYS)),
+];
+
+/// Every unknown key and every value of the wrong type, with its span.
+/// TOML syntax errors come out here too (one, where parsing stopped).
+fn schema_problems(text: &str) -> Vec<(Range<usize>, String)> {
+    use toml::de::{DeTable, DeValue};
+    let mut out = Vec::new();
+    let table = match DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push((e.span().unwrap_or(0..0), e.message().trim_end().to_string()));
+            return out;
+        }
+    };
+    fn walk(
+        table: &DeTable<'_>,
+        keys: &[(&str, Kind)],
+        at: &str,
+        out: &mut Vec<(Range<usize>, String)>,
+    ) {
+        for (k, v) in table.iter() {
+            let name = k.get_ref().as_ref();
+            let path = if at.is_empty() {
+                name.to_string()
+            } else {
+                format!("{at}.{name}")
+            };
+            let Some((_, kind)) = keys.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = keys.iter().map(|(n, _)| *n).collect();
+                out.push((
+                    k.span(),
+                    format!(
+                        "unknown key `{path}`; expected one of: {}",
+                        known.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            let wrong = |what: &str, out: &mut Vec<(Range<usize>, String)>| {
+                out.push((v.span(), format!("`{path}` must be {what}")));
+            };
+            match (kind, v.get_ref()) {
+                (Kind::Str, DeValue::String(_))
+                | (Kind::Int, DeValue::Integer(_))
+                | (Kind::Bool, DeValue::Boolean(_)) => {}
+                (Kind::Str, _) => wrong("a string", out),
+                (Kind::Int, _) => wrong("an integer", out),
+                (Kind::Bool, _) => wrong("true or false", out),
+                (Kind::StrList, DeValue::Array(a)) => {
+                    for item in a.iter() {
+                        if !matches!(item.get_ref(), DeValue::String(_)) {
+                            out.push((item.span(), format!("`{path}` must hold strings")));
+                        }
+                    }
+                }
+                (Kind::StrList, _) => wrong("a list of strings", out),
+                (Kind::Table(keys), DeValue::Table(t)) => walk(t, keys, &path, out),
+                (Kind::Table(_), _) => wrong(&format!("a table ([{path}])"), out),
+                (Kind::Tables(keys), DeValue::Array(a)) => {
+                    for (i, item) in a.iter().enumerate() {
+                        match item.get_ref() {
+                            DeValue::Table(t) => {
+                                walk(t, keys, &format!("{path}[{}]", i + 1), out);
+                            }
+                            _ => out.push((
+                                item.span(),
+                                format!("`{path}` must be tables ([[{path}]])"),
+                            )),
+                        }
+                    }
+                }
+                (Kind::Tables(_), _) => wrong(&format!("tables ([[{path}]])"), out),
+            }
+        }
+    }
+    walk(table.get_ref(), TOP_KEYS, "", &mut out);
+    if !table.get_ref().iter().any(|(k, _)| k.get_ref() == "zones") {
+        out.push((
+            0..0,
+            "`zones` is required: the zones file to hold traffic against".into(),
+        ));
+    }
+    out
+}
+
 fn render(d: &Diags<'_>) -> String {
     let mut list = d.list.clone();
     list.sort_by_key(|(line, _)| *line);
@@ -699,7 +840,35 @@ listen = "localhost"
             Path::new("c.toml"),
         )
         .expect_err("unknown key");
-        assert!(e.starts_with("c.toml:4: unknown field `paht`"), "{e}");
+        assert!(
+            e.starts_with("c.toml:4: unknown key `source[1].paht`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_and_wrong_type_is_reported_at_once() {
+        let text = "zones = \"z.toml\"\nstroe = \"x.db\"\n[monitor]\ncheckpont = \"1m\"\nbucket = 5\n[[source]]\ntype = \"netflow\"\nlisten = \"2055\"\nallow_exporters = \"192.0.2.0/24\"\n[metrics]\nlisten = true\n";
+        let e = parse(text, Path::new("c.toml")).expect_err("invalid");
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 5, "{e}");
+        assert!(lines[0].starts_with("c.toml:2: unknown key `stroe`"), "{e}");
+        assert!(
+            lines[1].starts_with("c.toml:4: unknown key `monitor.checkpont`"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("c.toml:5: `monitor.bucket` must be a string"),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("c.toml:9: `source[1].allow_exporters` must be a list"),
+            "{e}"
+        );
+        assert!(
+            lines[4].starts_with("c.toml:11: `metrics.listen` must be a string"),
+            "{e}"
+        );
     }
 
     #[test]
