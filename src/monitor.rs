@@ -631,14 +631,16 @@ impl Monitor {
         let name = self.sources[si].name.clone();
         self.sources[si].last_activity = Instant::now();
         let label = Metrics::source(&name);
-        self.metrics
-            .packets
-            .get_or_create(&label)
-            .inc_by(stats.ip_packets);
-        self.metrics
-            .bytes
-            .get_or_create(&label)
-            .inc_by(stats.ip_bytes);
+        // What the file held: its packets, or its export records' and flow
+        // log lines' counters (after sampling), as the flows carry them.
+        let (packets, bytes) = flows.iter().fold((0u64, 0u64), |(p, b), f| {
+            (
+                p.saturating_add(f.packets.saturating_add(f.rpackets)),
+                b.saturating_add(f.bytes.saturating_add(f.rbytes)),
+            )
+        });
+        self.metrics.packets.get_or_create(&label).inc_by(packets);
+        self.metrics.bytes.get_or_create(&label).inc_by(bytes);
         for (e, n) in &stats.decode_errors {
             self.metrics
                 .decode_errors
