@@ -416,8 +416,8 @@ impl Monitor {
         let (writer_tx, writer_rx) = mpsc::sync_channel::<(Batch, Instant)>(64);
         let writer = {
             let metrics = metrics.clone();
-            let retention_secs = settings.retention_secs;
-            thread::spawn(move || write_batches(store, writer_rx, &metrics, retention_secs))
+            let (retention_secs, stop) = (settings.retention_secs, stop.clone());
+            thread::spawn(move || write_batches(store, writer_rx, &metrics, retention_secs, &stop))
         };
         eprintln!(
             "zonewatch: monitoring {} source(s) into {}",
@@ -1043,6 +1043,7 @@ fn write_batches(
     rx: Receiver<(Batch, Instant)>,
     metrics: &Metrics,
     retention_secs: u64,
+    stopping: &AtomicBool,
 ) -> bool {
     let mut all_committed = true;
     let stdout = Mutex::new(std::io::stdout());
@@ -1082,7 +1083,12 @@ fn write_batches(
                     tracing::error!(error = %e, aggregates = batch.aggregates.len(), findings = batch.findings.len(), files = batch.files.len(), "a batch holds a value the store cannot take and is lost; its files will be ingested again at the next start");
                     break None;
                 }
-                Err(e) if attempt < COMMIT_ATTEMPTS => {
+                // Stopping, a failing store gets two tries a batch, not a
+                // minute: SIGTERM must end the process.
+                Err(e)
+                    if attempt < COMMIT_ATTEMPTS
+                        && !(stopping.load(Ordering::Relaxed) && attempt >= 2) =>
+                {
                     tracing::error!(error = %e, attempt, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "cannot commit to the store; retrying (is the disk full or the file locked?)");
                     thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(15));
