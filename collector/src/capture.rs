@@ -40,7 +40,7 @@ pub const MAX_CAPLEN: u32 = 262_144 * 4;
 pub const MAX_BLOCK_LEN: u32 = 64 * 1024 * 1024;
 
 /// Buffer size once a stream has shown it is larger than [`FIRST_BUFFER_LEN`].
-const BUFFER_LEN: usize = 2 * 1024 * 1024;
+const BUFFER_LEN: usize = 128 * 1024;
 /// Buffer size at first, so that small files and pipes stay cheap.
 const FIRST_BUFFER_LEN: usize = 64 * 1024;
 /// Move the unread bytes to the front when less than this is free at the end.
