@@ -198,6 +198,7 @@ impl Engine {
 
 /// Decodes one captured frame into items: an IP packet, or the records of the
 /// flow export it carries. Returns the packet info for ordinary IP packets.
+#[inline]
 fn frame_items(
     pkt: &CapturedPacket<'_>,
     exports: &mut ExportDecoder,
@@ -352,10 +353,12 @@ pub fn read_capture_pipelined(
                     if let Some(info) = frame_items(&pkt, exports_dec, &mut local, &mut records) {
                         batch.packets.push((pkt.ts, info));
                     }
-                    let at = batch.packets.len();
-                    batch
-                        .exports
-                        .extend(records.drain(..).map(|rec| (at, pkt.ts, rec)));
+                    if !records.is_empty() {
+                        let at = batch.packets.len();
+                        batch
+                            .exports
+                            .extend(records.drain(..).map(|rec| (at, pkt.ts, rec)));
+                    }
                     if batch.len() >= BATCH {
                         let next = empty_rx
                             .recv()
