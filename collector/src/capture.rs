@@ -448,7 +448,18 @@ impl CaptureReader {
 
     /// Makes at least `need` unread bytes available; `Ok(false)` when the
     /// stream ends first.
+    #[inline(always)]
     fn fill(&mut self, need: usize) -> Result<bool, CaptureError> {
+        // The common case, inline: the record is already in the buffer.
+        if self.end - self.start >= need {
+            return Ok(true);
+        }
+        self.refill(need)
+    }
+
+    /// [`CaptureReader::fill`] when the buffer runs short: reads more.
+    #[inline(never)]
+    fn refill(&mut self, need: usize) -> Result<bool, CaptureError> {
         while self.end - self.start < need {
             if self.eof {
                 return Ok(false);
