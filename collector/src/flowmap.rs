@@ -201,10 +201,6 @@ impl<K: std::hash::Hash + Eq, V> FlowMap<K, V> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
-    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.entries.iter().map(|(_, v)| v)
-    }
-
     /// Removes the entries `take` says yes to (in entry order, which the
     /// removals change deterministically) and hands them to `each`.
     pub(crate) fn extract(
@@ -226,9 +222,10 @@ impl<K: std::hash::Hash + Eq, V> FlowMap<K, V> {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Empties the map, returning its entries (in entry order).
+    pub(crate) fn take_all(&mut self) -> Vec<(K, V)> {
         self.index = Vec::new();
-        self.entries = Vec::new();
+        std::mem::take(&mut self.entries)
     }
 
     /// Starts loading the index slot where the probe for `hash` begins.

@@ -766,25 +766,25 @@ impl FlowTable {
     /// large table is never held twice (once as flows, once as records).
     pub fn flush_each(&mut self, on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>)) {
         const CHUNK: usize = 4096;
-        // Only the start times are sorted (8 bytes a flow); each chunk then
-        // takes the flows up to its last start time out of the table.
-        let mut firsts: Vec<Timestamp> = self.flows.values().map(|f| f.first).collect();
-        firsts.sort_unstable();
-        for window in firsts.chunks(CHUNK) {
-            let Some(&upto) = window.last() else { continue };
-            let mut chunk: Vec<FlowRecord> = Vec::with_capacity(window.len());
-            let (sources, vlans) = (&self.sources, &self.vlans);
-            self.flows.extract(
-                |_, f| f.first <= upto,
-                |key, flow| chunk.push(make_record(sources, vlans, &key, &flow)),
-            );
-            if chunk.is_empty() {
-                continue;
+        // Newest first, so that each chunk comes off the end of the vector.
+        let mut all = self.flows.take_all();
+        all.sort_unstable_by_key(|(_, f)| std::cmp::Reverse(f.first));
+        while !all.is_empty() {
+            // The CHUNK oldest flows, and every flow starting at the same
+            // time as the newest of them: records are sorted by (start, id)
+            // within a chunk, so the chunks follow each other in that order.
+            let mut from = all.len().saturating_sub(CHUNK);
+            let upto = all.get(from).map(|e| e.1.first);
+            while from > 0 && all.get(from - 1).map(|e| e.1.first) == upto {
+                from -= 1;
             }
+            let mut chunk: Vec<FlowRecord> = all
+                .drain(from..)
+                .map(|(key, flow)| make_record(&self.sources, &self.vlans, &key, &flow))
+                .collect();
             chunk.sort_by_key(|r| (r.first, r.id));
             on_flows(&mut chunk);
         }
-        self.flows.clear();
         self.fragments.clear();
     }
 }
