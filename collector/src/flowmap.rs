@@ -201,25 +201,34 @@ impl<K: std::hash::Hash + Eq, V> FlowMap<K, V> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
-    /// Removes the entries `take` says yes to (in entry order, which the
-    /// removals change deterministically) and hands them to `each`.
-    pub(crate) fn extract(
+    /// Removes the entries `take` says yes to, from entry `from` on (in entry
+    /// order, which the removals change deterministically: the last entry
+    /// moves into the hole), handing them to `each`. Stops after `limit`
+    /// removals: returns where to go on, or `None` once the end is reached.
+    pub(crate) fn extract_from(
         &mut self,
+        from: usize,
+        limit: usize,
         mut take: impl FnMut(&K, &V) -> bool,
         mut each: impl FnMut(K, V),
-    ) {
-        let mut i = 0;
-        while i < self.entries.len() {
-            let e = &self.entries[i];
+    ) -> Option<usize> {
+        let mut i = from;
+        let mut n = 0;
+        while let Some(e) = self.entries.get(i) {
+            if n == limit {
+                return Some(i);
+            }
             if take(&e.0, &e.1) {
                 if let Some((k, v)) = self.remove_at(i) {
                     each(k, v);
                 }
+                n += 1;
                 // The last entry now sits at `i`: look at it too.
             } else {
                 i += 1;
             }
         }
+        None
     }
 
     /// Empties the map, returning its entries (in entry order).
@@ -314,7 +323,10 @@ mod tests {
                     }
                     _ => {
                         let mut got = Vec::new();
-                        m.extract(|key, _| key % 7 == k % 7, |key, v| got.push((key, v)));
+                        let mut at = Some(0);
+                        while let Some(from) = at {
+                            at = m.extract_from(from, 3, |key, _| key % 7 == k % 7, |key, v| got.push((key, v)));
+                        }
                         let mut gone: Vec<(u16, u32)> = want.iter().filter(|e| e.0 % 7 == k % 7).map(|(a, b)| (*a, *b)).collect();
                         want.retain(|key, _| key % 7 != k % 7);
                         got.sort_unstable();

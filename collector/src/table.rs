@@ -189,6 +189,8 @@ pub struct FlowTable {
     last_key: Option<FlowKey>,
     /// Keys of a batch (kept to reuse the allocation).
     preps: Vec<Prepared>,
+    /// Where in the table an unfinished sweep goes on.
+    sweep_at: usize,
 }
 
 /// A packet's key, worked out ahead of the lookup.
@@ -258,6 +260,7 @@ impl FlowTable {
             config,
             flows: FlowMap::new(),
             preps: Vec::new(),
+            sweep_at: 0,
             fragments: HashMap::new(),
             sources: Vec::new(),
             vlans: vec![Vlans::default()],
@@ -689,11 +692,13 @@ impl FlowTable {
 
     /// Ends every flow idle past its timeout at the table's current time.
     pub fn sweep(&mut self, out: &mut Vec<FlowRecord>) {
+        self.sweep_at = 0;
         while !self.sweep_some(out, usize::MAX) {}
     }
 
     /// Ends at most `budget` idle flows (bounding the records produced at
-    /// once); returns whether the sweep is complete.
+    /// once), going on from where the previous call stopped; returns whether
+    /// the pass over the table is complete.
     fn sweep_some(&mut self, out: &mut Vec<FlowRecord>, budget: usize) -> bool {
         let now = self.now;
         let FlowTable {
@@ -702,23 +707,20 @@ impl FlowTable {
             sources,
             vlans,
             fragments,
+            sweep_at,
             ..
         } = self;
-        let mut taken = 0;
         let start = out.len();
-        flows.extract(
-            |k, f| {
-                taken < budget && expired(config, k, f, now) && {
-                    taken += 1;
-                    true
-                }
-            },
+        let stopped = flows.extract_from(
+            *sweep_at,
+            budget,
+            |k, f| expired(config, k, f, now),
             |k, f| out.push(make_record(sources, vlans, &k, &f)),
         );
-        // The table's order is random (seeded hasher): give the same output every run.
         out[start..].sort_unstable_by_key(|r| (r.first, r.id));
         fragments.retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
-        taken < budget
+        *sweep_at = stopped.unwrap_or(0);
+        stopped.is_none()
     }
 
     /// Makes room when the table is full: expired flows first, then
