@@ -196,14 +196,9 @@ impl Engine {
     }
 }
 
-/// One decoded frame handed from the reading side to the tables.
-enum Item {
-    Packet(Timestamp, PacketInfo),
-    Export(Timestamp, Box<ExportRecord>),
-}
-
 /// Decodes one captured frame into items: an IP packet, or the records of the
 /// flow export it carries. Returns the packet info for ordinary IP packets.
+#[inline]
 fn frame_items(
     pkt: &CapturedPacket<'_>,
     exports: &mut ExportDecoder,
@@ -280,16 +275,45 @@ pub fn read_capture(
     Ok(())
 }
 
-/// A batch of decoded items passed from the reading thread to the tables.
-type Batch = Vec<Item>;
+/// Decoded frames passed from the reading thread to the tables: IP packets,
+/// and the export records found between them.
+#[derive(Default)]
+struct Batch {
+    packets: Vec<(Timestamp, PacketInfo)>,
+    /// Export records, each after the first `.0` packets of the batch.
+    exports: Vec<(usize, Timestamp, ExportRecord)>,
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Batch {
+        Batch {
+            packets: Vec::with_capacity(n),
+            exports: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.packets.len() + self.exports.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.packets.is_empty() && self.exports.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.packets.clear();
+        self.exports.clear();
+    }
+}
 
 const BATCH: usize = 1024;
 /// Batches in flight between the threads (bounds the pipeline's memory).
 const BATCHES: usize = 4;
 
 /// [`read_capture`] on two threads: one reads and decodes, the caller's
-/// thread runs the tables. Same counters and results; no per-packet
-/// callback (use [`read_capture`] when raw packets are needed, e.g. evidence).
+/// thread runs the tables. Same counters and results (the same flow records
+/// in the same order); no per-packet callback (use [`read_capture`] when raw
+/// packets are needed, e.g. evidence).
 pub fn read_capture_pipelined(
     reader: &mut CaptureReader,
     source: EngineSource,
@@ -302,7 +326,7 @@ pub fn read_capture_pipelined(
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Batch>(BATCHES + 2);
     for _ in 0..BATCHES + 2 {
         // Cannot fail: the channel has room for all of them.
-        let _ = empty_tx.try_send(Vec::with_capacity(BATCH));
+        let _ = empty_tx.try_send(Batch::with_capacity(BATCH));
     }
     // The reading thread owns the export decoder, this thread the tables.
     let Engine {
@@ -315,7 +339,7 @@ pub fn read_capture_pipelined(
     let (result, local) = thread::scope(|scope| {
         let decoder = scope.spawn(move || {
             let mut local = ReadStats::default();
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batch = Batch::with_capacity(BATCH);
             let mut records = Vec::new();
             let result = (|| {
                 loop {
@@ -327,15 +351,18 @@ pub fn read_capture_pipelined(
                     };
                     local.packets += 1;
                     if let Some(info) = frame_items(&pkt, exports_dec, &mut local, &mut records) {
-                        batch.push(Item::Packet(pkt.ts, info));
+                        batch.packets.push((pkt.ts, info));
                     }
-                    for rec in records.drain(..) {
-                        batch.push(Item::Export(pkt.ts, Box::new(rec)));
+                    if !records.is_empty() {
+                        let at = batch.packets.len();
+                        batch
+                            .exports
+                            .extend(records.drain(..).map(|rec| (at, pkt.ts, rec)));
                     }
                     if batch.len() >= BATCH {
                         let next = empty_rx
                             .recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                            .unwrap_or_else(|_| Batch::with_capacity(BATCH));
                         if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
                             break;
                         }
@@ -352,22 +379,23 @@ pub fn read_capture_pipelined(
         });
         let mut out = Vec::new();
         for mut batch in full_rx.iter() {
-            for item in &batch {
-                match item {
-                    Item::Packet(ts, info) => {
-                        table.ingest(source.table, *ts, info, &mut out);
-                    }
-                    Item::Export(ts, rec) => {
-                        if unidirectional {
-                            out.push(stitcher.as_exported(source.stitcher, rec));
-                        } else {
-                            stitcher.ingest(source.stitcher, rec, *ts, &mut out);
-                        }
-                    }
+            let mut done = 0;
+            for (at, ts, rec) in &batch.exports {
+                if let Some(run) = batch.packets.get(done..*at) {
+                    table.ingest_batch(source.table, run, &mut out);
                 }
-                if !out.is_empty() {
-                    on_flows(&mut out);
+                done = *at;
+                if unidirectional {
+                    out.push(stitcher.as_exported(source.stitcher, rec));
+                } else {
+                    stitcher.ingest(source.stitcher, rec, *ts, &mut out);
                 }
+            }
+            if let Some(run) = batch.packets.get(done..) {
+                table.ingest_batch(source.table, run, &mut out);
+            }
+            if !out.is_empty() {
+                on_flows(&mut out);
             }
             batch.clear();
             let _ = empty_tx.try_send(batch);

@@ -37,6 +37,7 @@ pub mod capture;
 pub mod community_id;
 pub mod export;
 pub mod exports;
+mod flowmap;
 pub mod ingest;
 pub mod json;
 #[cfg(feature = "live")]

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
 
 use crate::community_id::{ICMP_REQUEST_REPLY, ICMPV6_REQUEST_REPLY};
+use crate::flowmap::FlowMap;
 use crate::packet::{Fragment, PacketInfo, Vlans, ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
 use crate::services::is_service_port;
@@ -177,7 +177,7 @@ pub struct Ingested {
 /// The biflow table.
 pub struct FlowTable {
     config: TableConfig,
-    flows: HashMap<FlowKey, Flow>,
+    flows: FlowMap<FlowKey, Flow>,
     fragments: HashMap<FragKey, FragEntry>,
     sources: Vec<Arc<str>>,
     vlans: Vec<Vlans>,
@@ -187,6 +187,22 @@ pub struct FlowTable {
     stats: TableStats,
     /// The flow the last packet went into (for [`FlowTable::current`]).
     last_key: Option<FlowKey>,
+    /// Keys of a batch (kept to reuse the allocation).
+    preps: Vec<Prepared>,
+    /// Where in the table an unfinished sweep goes on.
+    sweep_at: usize,
+}
+
+/// A packet's key, worked out ahead of the lookup.
+struct Prepared {
+    key: FlowKey,
+    /// The key's hash in the table.
+    hash: u64,
+    src_is_lo: bool,
+    /// Ports as used in the key (ICMP: type and code, or echo id).
+    sport: u16,
+    dport: u16,
+    vlan: u16,
 }
 
 /// An address as 16 bytes (IPv4 in the first 4) and whether it is IPv6.
@@ -242,7 +258,9 @@ impl FlowTable {
         vlan_index.insert(Vlans::default(), 0);
         FlowTable {
             config,
-            flows: HashMap::new(),
+            flows: FlowMap::new(),
+            preps: Vec::new(),
+            sweep_at: 0,
             fragments: HashMap::new(),
             sources: Vec::new(),
             vlans: vec![Vlans::default()],
@@ -301,19 +319,42 @@ impl FlowTable {
         pkt: &PacketInfo,
         out: &mut Vec<FlowRecord>,
     ) -> Ingested {
-        if ts > self.now {
-            self.now = ts;
-            if ts >= self.next_sweep {
-                let complete =
-                    self.next_sweep == Timestamp(i64::MIN) || self.sweep_some(out, SWEEP_BUDGET);
-                // An unfinished sweep goes on at the next packet.
-                self.next_sweep = if complete {
-                    ts.plus_secs(self.config.sweep_interval_secs)
-                } else {
-                    ts
-                };
+        let prep = self.prepare(source, pkt);
+        self.count::<true>(source, ts, pkt, &prep, out)
+    }
+
+    /// Counts a run of packets, as [`FlowTable::ingest`] on each in turn
+    /// would (same flows, same records in the same order), faster: the keys
+    /// are worked out first, then each packet's index slot and flow are
+    /// prefetched a few packets ahead. [`FlowTable::current`] is not kept.
+    pub fn ingest_batch(
+        &mut self,
+        source: SourceId,
+        packets: &[(Timestamp, PacketInfo)],
+        out: &mut Vec<FlowRecord>,
+    ) {
+        /// Packets between an entry's prefetch and its use (and again between
+        /// the index slot's prefetch and the entry's).
+        const AHEAD: usize = 6;
+        self.last_key = None;
+        let mut preps = std::mem::take(&mut self.preps);
+        preps.clear();
+        preps.extend(packets.iter().map(|(_, p)| self.prepare(source, p)));
+        for (i, ((ts, pkt), prep)) in packets.iter().zip(&preps).enumerate() {
+            if let Some(p) = preps.get(i + 2 * AHEAD) {
+                self.flows.prefetch_slot(p.hash);
             }
+            if let Some(p) = preps.get(i + AHEAD) {
+                self.flows.prefetch_entry(p.hash);
+            }
+            self.count::<false>(source, *ts, pkt, prep, out);
         }
+        self.preps = preps;
+    }
+
+    /// The key of a packet, as far as it can be known before the packets
+    /// ahead of it are counted (a later fragment's is settled when counted).
+    fn prepare(&mut self, source: SourceId, pkt: &PacketInfo) -> Prepared {
         let (src, v6) = addr_bytes(pkt.src);
         let (dst, _) = addr_bytes(pkt.dst);
         let vlan = self.vlan_id(pkt.vlan);
@@ -339,88 +380,127 @@ impl FlowTable {
         } else {
             (pkt.sport, pkt.dport)
         };
+        // (src, sport) <= (dst, dport), the addresses compared as big-endian numbers.
+        let src_is_lo = (u128::from_be_bytes(src), sport) <= (u128::from_be_bytes(dst), dport);
+        let key = if src_is_lo {
+            FlowKey {
+                lo: src,
+                hi: dst,
+                lo_port: sport,
+                hi_port: dport,
+                proto: pkt.proto,
+                v6,
+                vlan,
+                source: source.0,
+            }
+        } else {
+            FlowKey {
+                lo: dst,
+                hi: src,
+                lo_port: dport,
+                hi_port: sport,
+                proto: pkt.proto,
+                v6,
+                vlan,
+                source: source.0,
+            }
+        };
+        Prepared {
+            hash: self.flows.hash(&key),
+            key,
+            src_is_lo,
+            sport,
+            dport,
+            vlan,
+        }
+    }
+
+    /// Counts one packet whose key was prepared. `ID`: work out the flow id
+    /// and remember the flow for [`FlowTable::current`] (single packets).
+    fn count<const ID: bool>(
+        &mut self,
+        source: SourceId,
+        ts: Timestamp,
+        pkt: &PacketInfo,
+        prep: &Prepared,
+        out: &mut Vec<FlowRecord>,
+    ) -> Ingested {
+        if ts > self.now {
+            self.now = ts;
+            if ts >= self.next_sweep {
+                let complete =
+                    self.next_sweep == Timestamp(i64::MIN) || self.sweep_some(out, SWEEP_BUDGET);
+                // An unfinished sweep goes on at the next packet.
+                self.next_sweep = if complete {
+                    ts.plus_secs(self.config.sweep_interval_secs)
+                } else {
+                    ts
+                };
+            }
+        }
+        let Prepared {
+            sport, dport, vlan, ..
+        } = *prep;
+        let is_icmp = pkt.proto == ip_proto::ICMP || pkt.proto == ip_proto::ICMPV6;
 
         // Later fragments are counted into the flow of their first fragment.
-        let mut frag_side: Option<(FlowKey, bool)> = None;
+        let mut key = &prep.key;
+        let mut hash = prep.hash;
+        let mut src_is_lo = prep.src_is_lo;
+        let frag_key;
         match pkt.fragment {
             Fragment::Later { ident } => {
                 let fk = FragKey {
-                    src,
-                    dst,
+                    src: addr_bytes(pkt.src).0,
+                    dst: addr_bytes(pkt.dst).0,
                     ident,
                     proto: pkt.proto,
                     source: source.0,
                 };
                 if let Some(e) = self.fragments.get_mut(&fk) {
                     e.last = ts;
-                    frag_side = Some((e.key, e.src_is_lo));
+                    frag_key = e.key;
+                    key = &frag_key;
+                    hash = self.flows.hash(key);
+                    src_is_lo = e.src_is_lo;
                 } else {
                     self.stats.orphan_fragments += 1;
                 }
             }
-            Fragment::First { .. } | Fragment::None => {}
-        }
-
-        let (key, src_is_lo) = match frag_side {
-            Some(k) => k,
-            None => {
-                let src_is_lo = (src, sport) <= (dst, dport);
-                let key = if src_is_lo {
-                    FlowKey {
-                        lo: src,
-                        hi: dst,
-                        lo_port: sport,
-                        hi_port: dport,
-                        proto: pkt.proto,
-                        v6,
-                        vlan,
-                        source: source.0,
-                    }
-                } else {
-                    FlowKey {
-                        lo: dst,
-                        hi: src,
-                        lo_port: dport,
-                        hi_port: sport,
-                        proto: pkt.proto,
-                        v6,
-                        vlan,
-                        source: source.0,
-                    }
+            Fragment::First { ident } => {
+                if self.fragments.len() >= MAX_FRAGMENT_ENTRIES {
+                    self.fragments.clear();
+                }
+                let fk = FragKey {
+                    src: addr_bytes(pkt.src).0,
+                    dst: addr_bytes(pkt.dst).0,
+                    ident,
+                    proto: pkt.proto,
+                    source: source.0,
                 };
-                (key, src_is_lo)
+                self.fragments.insert(
+                    fk,
+                    FragEntry {
+                        key: *key,
+                        src_is_lo,
+                        last: ts,
+                    },
+                );
             }
-        };
-        if let Fragment::First { ident } = pkt.fragment {
-            if self.fragments.len() >= MAX_FRAGMENT_ENTRIES {
-                self.fragments.clear();
-            }
-            let fk = FragKey {
-                src,
-                dst,
-                ident,
-                proto: pkt.proto,
-                source: source.0,
-            };
-            self.fragments.insert(
-                fk,
-                FragEntry {
-                    key,
-                    src_is_lo,
-                    last: ts,
-                },
-            );
+            Fragment::None => {}
         }
 
         let syn = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN != 0;
         let ack = pkt.tcp_flags & tcp_flags::ACK != 0;
 
         // Room for a new flow: only checked when full, so the common path
-        // does one hash lookup.
-        if self.flows.len() >= self.config.max_flows && !self.flows.contains_key(&key) {
+        // does one lookup.
+        if self.flows.len() >= self.config.max_flows && !self.flows.contains(hash, key) {
             self.evict(out);
         }
-        self.last_key = Some(key);
+        if ID {
+            self.last_key = Some(*key);
+        }
         let FlowTable {
             config,
             flows,
@@ -431,34 +511,46 @@ impl FlowTable {
         } = self;
         let mut new = false;
         let mut split = None;
-        let flow = match flows.entry(key) {
-            Entry::Occupied(o) => {
-                let flow = o.into_mut();
-                // A flow that timed out, or a closed TCP flow seeing a new SYN, ends first.
-                let closed = flow.status & RST_ANY != 0
-                    || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK;
-                if expired(config, &key, flow, ts) || (syn && !ack && closed) {
-                    out.push(make_record(sources, vlans, &key, flow));
-                    *flow = start_flow(&key, src_is_lo, sport, dport, pkt, ts);
-                    new = true;
-                } else if flow.first.plus_secs(config.active_secs) <= ts
-                    || flow.packets.contains(&u32::MAX)
-                {
-                    // Active timeout: report what we have, continue with the same orientation.
-                    split = Some(make_record(sources, vlans, &key, flow));
-                    flow.first = ts;
-                    flow.packets = [0, 0];
-                    flow.bytes = [0, 0];
-                    flow.flags = [0, 0];
-                    flow.status &= MID_STREAM | SYN_FWD | SYNACK_BACK;
-                }
-                flow
-            }
-            Entry::Vacant(v) => {
+        let entry = match flows.find(hash, key) {
+            Some(i) => flows.entry_mut(i),
+            None => {
                 new = true;
-                v.insert(start_flow(&key, src_is_lo, sport, dport, pkt, ts))
+                let i = flows.insert_new(
+                    hash,
+                    *key,
+                    start_flow(key, src_is_lo, sport, dport, pkt, ts),
+                );
+                flows.entry_mut(i)
             }
         };
+        let Some((_, flow)) = entry else {
+            // Cannot happen: the entry was just found or added.
+            return Ingested {
+                flow_id: 0,
+                new,
+                forward: true,
+            };
+        };
+        if !new {
+            // A flow that timed out, or a closed TCP flow seeing a new SYN, ends first.
+            let closed = flow.status & RST_ANY != 0
+                || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK;
+            if expired(config, key, flow, ts) || (syn && !ack && closed) {
+                out.push(make_record(sources, vlans, key, flow));
+                *flow = start_flow(key, src_is_lo, sport, dport, pkt, ts);
+                new = true;
+            } else if flow.first.plus_secs(config.active_secs) <= ts
+                || flow.packets.contains(&u32::MAX)
+            {
+                // Active timeout: report what we have, continue with the same orientation.
+                split = Some(make_record(sources, vlans, key, flow));
+                flow.first = ts;
+                flow.packets = [0, 0];
+                flow.bytes = [0, 0];
+                flow.flags = [0, 0];
+                flow.status &= MID_STREAM | SYN_FWD | SYNACK_BACK;
+            }
+        }
         if new {
             stats.flows += 1;
         }
@@ -501,7 +593,7 @@ impl FlowTable {
                 flow.status |= RST_ANY;
             }
         }
-        let flow_id = flow_id(&key, flow.first);
+        let flow_id = if ID { flow_id(key, flow.first) } else { 0 };
         if let Some(mut rec) = split {
             stats.active_splits += 1;
             rec.last = rec.last.min(ts);
@@ -559,7 +651,8 @@ impl FlowTable {
                 source: source.0,
             }
         };
-        if let Some(flow) = self.flows.get_mut(&key)
+        let hash = self.flows.hash(&key);
+        if let Some(flow) = self.flows.get_mut(hash, &key)
             && flow.init_lo == src_is_lo
         {
             flow.status |= ICMP_REJECTED;
@@ -575,7 +668,9 @@ impl FlowTable {
     /// evidence, e.g. the SYN-ACK.
     pub fn current(&self) -> Option<FlowRecord> {
         let key = self.last_key?;
-        self.flows.get(&key).map(|f| self.record(&key, f))
+        self.flows
+            .get(self.flows.hash(&key), &key)
+            .map(|f| self.record(&key, f))
     }
 
     /// Every live flow as it stands now, without ending any (checkpoints
@@ -597,11 +692,13 @@ impl FlowTable {
 
     /// Ends every flow idle past its timeout at the table's current time.
     pub fn sweep(&mut self, out: &mut Vec<FlowRecord>) {
+        self.sweep_at = 0;
         while !self.sweep_some(out, usize::MAX) {}
     }
 
     /// Ends at most `budget` idle flows (bounding the records produced at
-    /// once); returns whether the sweep is complete.
+    /// once), going on from where the previous call stopped; returns whether
+    /// the pass over the table is complete.
     fn sweep_some(&mut self, out: &mut Vec<FlowRecord>, budget: usize) -> bool {
         let now = self.now;
         let FlowTable {
@@ -610,22 +707,20 @@ impl FlowTable {
             sources,
             vlans,
             fragments,
+            sweep_at,
             ..
         } = self;
-        let mut taken = 0;
         let start = out.len();
-        for (k, f) in flows.extract_if(|k, f| {
-            taken < budget && expired(config, k, f, now) && {
-                taken += 1;
-                true
-            }
-        }) {
-            out.push(make_record(sources, vlans, &k, &f));
-        }
-        // The table's order is random (seeded hasher): give the same output every run.
+        let stopped = flows.extract_from(
+            *sweep_at,
+            budget,
+            |k, f| expired(config, k, f, now),
+            |k, f| out.push(make_record(sources, vlans, &k, &f)),
+        );
         out[start..].sort_unstable_by_key(|r| (r.first, r.id));
         fragments.retain(|_, e| e.last.plus_secs(FRAGMENT_TIMEOUT_SECS) >= now);
-        taken < budget
+        *sweep_at = stopped.unwrap_or(0);
+        stopped.is_none()
     }
 
     /// Makes room when the table is full: expired flows first, then
@@ -644,7 +739,7 @@ impl FlowTable {
                 if self.flows.len() <= target {
                     break;
                 }
-                if let Some(f) = self.flows.remove(&k) {
+                if let Some((_, f)) = self.flows.remove(self.flows.hash(&k), &k) {
                     out.push(self.record(&k, &f));
                     self.stats.evicted += 1;
                 }
@@ -656,7 +751,7 @@ impl FlowTable {
             let n = self.flows.len() - target;
             lasts.select_nth_unstable_by_key(n.saturating_sub(1), |e| e.0);
             for (_, k) in lasts.into_iter().take(n) {
-                if let Some(f) = self.flows.remove(&k) {
+                if let Some((_, f)) = self.flows.remove(self.flows.hash(&k), &k) {
                     out.push(self.record(&k, &f));
                     self.stats.evicted += 1;
                 }
@@ -673,23 +768,25 @@ impl FlowTable {
     /// large table is never held twice (once as flows, once as records).
     pub fn flush_each(&mut self, on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>)) {
         const CHUNK: usize = 4096;
-        // Only the start times are sorted (8 bytes a flow); each chunk then
-        // takes the flows up to its last start time out of the table.
-        let mut firsts: Vec<Timestamp> = self.flows.values().map(|f| f.first).collect();
-        firsts.sort_unstable();
-        for window in firsts.chunks(CHUNK) {
-            let Some(&upto) = window.last() else { continue };
-            let mut chunk: Vec<FlowRecord> = Vec::with_capacity(window.len());
-            for (key, flow) in self.flows.extract_if(|_, f| f.first <= upto) {
-                chunk.push(make_record(&self.sources, &self.vlans, &key, &flow));
+        // Newest first, so that each chunk comes off the end of the vector.
+        let mut all = self.flows.take_all();
+        all.sort_unstable_by_key(|(_, f)| std::cmp::Reverse(f.first));
+        while !all.is_empty() {
+            // The CHUNK oldest flows, and every flow starting at the same
+            // time as the newest of them: records are sorted by (start, id)
+            // within a chunk, so the chunks follow each other in that order.
+            let mut from = all.len().saturating_sub(CHUNK);
+            let upto = all.get(from).map(|e| e.1.first);
+            while from > 0 && all.get(from - 1).map(|e| e.1.first) == upto {
+                from -= 1;
             }
-            if chunk.is_empty() {
-                continue;
-            }
+            let mut chunk: Vec<FlowRecord> = all
+                .drain(from..)
+                .map(|(key, flow)| make_record(&self.sources, &self.vlans, &key, &flow))
+                .collect();
             chunk.sort_by_key(|r| (r.first, r.id));
             on_flows(&mut chunk);
         }
-        self.flows = HashMap::new();
         self.fragments.clear();
     }
 }

@@ -1,0 +1,223 @@
+//! The fast path (`read_capture_pipelined`: a reading thread, and the table
+//! counting batches with prefetching) against the single-threaded path
+//! (`read_capture`: one packet at a time) on every capture of the shared
+//! corpus and on a capture that mixes fragments, ICMP errors and flow
+//! exports into ordinary traffic: the same flow records (all fields), in
+//! the same order, and the same counters.
+
+use std::path::{Path, PathBuf};
+
+use zonewatch_collector::capture::CaptureReader;
+use zonewatch_collector::exports::ExportDecoder;
+use zonewatch_collector::ingest::{self, Engine, ReadStats};
+use zonewatch_collector::pcap_writer::PcapWriter;
+use zonewatch_collector::stitch::Stitcher;
+use zonewatch_collector::table::{FlowTable, TableConfig, TableStats};
+use zonewatch_collector::time::Timestamp;
+
+/// `<workspace root>/../shared/corpus`, or `None` (with a message) when absent.
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    if dir.join("README.md").exists() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: ../shared/corpus is absent (CI always has it)");
+        None
+    }
+}
+
+fn engine(config: &TableConfig) -> Engine {
+    Engine {
+        table: FlowTable::new(config.clone()),
+        // The stitcher keeps the default limits: evicting, it picks flows in
+        // its map's (random) order, so two runs of one path would differ.
+        stitcher: Stitcher::new(TableConfig::default(), 1),
+        exports: ExportDecoder::new(1, Vec::new(), None),
+        unidirectional: false,
+    }
+}
+
+/// Everything one path produced: flow records as delivered (Debug form, all
+/// fields), read counters, table counters, the error that ended the file.
+#[derive(Debug, PartialEq)]
+struct Run {
+    flows: Vec<String>,
+    stats: ReadStats,
+    table: TableStats,
+    error: Option<String>,
+}
+
+fn run(path: &Path, config: &TableConfig, pipelined: bool) -> Option<Run> {
+    let mut reader = CaptureReader::open(path).ok()?;
+    let mut engine = engine(config);
+    let source = engine.add_source("capture");
+    let mut stats = ReadStats::default();
+    let mut flows = Vec::new();
+    let mut keep = |out: &mut Vec<zonewatch_collector::FlowRecord>| {
+        flows.extend(out.drain(..).map(|f| format!("{f:?}")));
+    };
+    let res = if pipelined {
+        ingest::read_capture_pipelined(
+            &mut reader,
+            source,
+            &mut engine,
+            &mut stats,
+            &mut keep,
+            &|_, _| {},
+        )
+    } else {
+        ingest::read_capture(
+            &mut reader,
+            source,
+            &mut engine,
+            &mut stats,
+            &mut |_, _| {},
+            &mut keep,
+            &mut |_, _| {},
+        )
+    };
+    engine.flush_each(&mut keep);
+    Some(Run {
+        flows,
+        stats,
+        table: engine.table.stats().clone(),
+        error: res.err().map(|e| e.to_string()),
+    })
+}
+
+/// Table settings that make sweeps, evictions and active-timeout splits
+/// happen on small captures too.
+fn tight() -> TableConfig {
+    TableConfig {
+        max_flows: 16,
+        tcp_idle_secs: 2,
+        tcp_half_open_secs: 1,
+        tcp_closed_grace_secs: 1,
+        udp_idle_secs: 1,
+        icmp_idle_secs: 1,
+        other_idle_secs: 1,
+        active_secs: 3,
+        sweep_interval_secs: 1,
+    }
+}
+
+/// Both paths on one capture, with the default and the tight settings;
+/// returns the number of flows (default settings).
+fn check(path: &Path) -> usize {
+    let mut n = 0;
+    for (name, config) in [("default", TableConfig::default()), ("tight", tight())] {
+        let Some(single) = run(path, &config, false) else {
+            return 0;
+        };
+        let fast = run(path, &config, true).expect("opens twice");
+        let at = format!("{} ({name} settings)", path.display());
+        if let Some(i) = (0..fast.flows.len().max(single.flows.len()))
+            .find(|&i| fast.flows.get(i) != single.flows.get(i))
+        {
+            panic!(
+                "{at}: flow record {i} of {} (fast) / {} (single) differs:\n fast:   {:?}\n single: {:?}",
+                fast.flows.len(),
+                single.flows.len(),
+                fast.flows.get(i),
+                single.flows.get(i)
+            );
+        }
+        assert_eq!(fast.stats, single.stats, "{at}: read counters differ");
+        assert_eq!(fast.table, single.table, "{at}: table counters differ");
+        assert_eq!(fast.error, single.error, "{at}: errors differ");
+        if name == "default" {
+            n = single.flows.len();
+        }
+    }
+    n
+}
+
+#[test]
+fn every_corpus_capture_gives_the_same_flows_both_ways() {
+    let Some(dir) = corpus() else { return };
+    let mut files = 0;
+    let mut flows = 0;
+    for sub in ["pcap", "netflow", "malformed"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths.iter().filter(|p| p.is_file()) {
+            flows += check(p);
+            files += 1;
+        }
+    }
+    assert!(
+        files > 50 && flows > 500,
+        "{files} files, {flows} flows compared"
+    );
+}
+
+/// Ethernet frames of the corpus captures with fragments, ICMP errors and
+/// flow exports, spliced into a capture of ordinary traffic with times moved
+/// forward, so that they meet live flows, sweeps and timeouts.
+#[test]
+fn fragments_icmp_errors_and_exports_amid_traffic() {
+    let Some(dir) = corpus() else { return };
+    let special = [
+        "pcap/zeek-ipv4-fragmented-1.pcap",
+        "pcap/zeek-ipv4-fragmented-2.pcap",
+        "pcap/zeek-ipv4-fragmented-4.pcap",
+        "pcap/zeek-ipv4-fragmented-syn.pcap",
+        "pcap/zeek-icmp-destunreach-udp.pcap",
+        "pcap/zeek-icmp6-destunreach-ip6ext-udp.pcap",
+        "pcap/zeek-communityid-icmp.pcap",
+        "netflow/akvorado-nfv5.pcap",
+        "netflow/akvorado-icmp-template+data.pcap",
+        "netflow/akvorado-sflow-data-icmpv4.pcap",
+    ];
+    let mut extra = Vec::new();
+    for f in special {
+        let Ok(mut r) = CaptureReader::open(&dir.join(f)) else {
+            continue;
+        };
+        while let Ok(Some(p)) = r.next_packet() {
+            if p.linktype == 1 {
+                extra.push((p.wire_len, p.data.to_vec()));
+            }
+        }
+    }
+    let mut base = Vec::new();
+    for f in ["pcap/zeek-wikipedia.pcap", "pcap/zeek-http-bro.org.pcap"] {
+        let Ok(mut r) = CaptureReader::open(&dir.join(f)) else {
+            continue;
+        };
+        while let Ok(Some(p)) = r.next_packet() {
+            if p.linktype == 1 {
+                base.push((p.wire_len, p.data.to_vec()));
+            }
+        }
+    }
+    assert!(extra.len() > 20 && base.len() > 500, "corpus files missing");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mixed.pcap");
+    let file = std::fs::File::create(&path).expect("create");
+    let mut w = PcapWriter::new(std::io::BufWriter::new(file), 1, 65535).expect("header");
+    let mut ts = Timestamp::from_secs_nanos(1_700_000_000, 0);
+    let mut extras = extra.iter().cycle();
+    // Every packet twice over (the second round meets the first's flows
+    // after their timeouts), a special one every seventh packet, and time
+    // going 0.1 s forward per packet, with a jump back now and then.
+    for (i, (len, data)) in base.iter().chain(base.iter()).enumerate() {
+        w.write_packet(ts, *len, data).expect("write");
+        if i % 7 == 3
+            && let Some((len, data)) = extras.next()
+        {
+            w.write_packet(ts, *len, data).expect("write");
+        }
+        ts = if i % 97 == 0 {
+            Timestamp(ts.0 - 2_000_000_000)
+        } else {
+            Timestamp(ts.0 + 100_000_000)
+        };
+    }
+    w.finish().expect("finish");
+    let flows = check(&path);
+    assert!(flows > 100, "{flows} flows");
+}
