@@ -50,6 +50,8 @@ pub mod services;
 pub mod sflow;
 pub mod stitch;
 pub mod table;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod time;
 pub mod vpc;
 pub mod watch;

@@ -8,11 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use zonewatch_collector::capture::CaptureReader;
-use zonewatch_collector::exports::ExportDecoder;
-use zonewatch_collector::ingest::{self, Engine, ReadStats};
 use zonewatch_collector::pcap_writer::PcapWriter;
-use zonewatch_collector::stitch::Stitcher;
-use zonewatch_collector::table::{FlowTable, TableConfig, TableStats};
+use zonewatch_collector::table::TableConfig;
+use zonewatch_collector::testkit::assert_paths_agree;
 use zonewatch_collector::time::Timestamp;
 
 /// `<workspace root>/../shared/corpus`, or `None` (with a message) when absent.
@@ -24,65 +22,6 @@ fn corpus() -> Option<PathBuf> {
         eprintln!("skipped: ../shared/corpus is absent (CI always has it)");
         None
     }
-}
-
-fn engine(config: &TableConfig) -> Engine {
-    Engine {
-        table: FlowTable::new(config.clone()),
-        // The stitcher keeps the default limits: evicting, it picks flows in
-        // its map's (random) order, so two runs of one path would differ.
-        stitcher: Stitcher::new(TableConfig::default(), 1),
-        exports: ExportDecoder::new(1, Vec::new(), None),
-        unidirectional: false,
-    }
-}
-
-/// Everything one path produced: flow records as delivered (Debug form, all
-/// fields), read counters, table counters, the error that ended the file.
-#[derive(Debug, PartialEq)]
-struct Run {
-    flows: Vec<String>,
-    stats: ReadStats,
-    table: TableStats,
-    error: Option<String>,
-}
-
-fn run(path: &Path, config: &TableConfig, pipelined: bool) -> Option<Run> {
-    let mut reader = CaptureReader::open(path).ok()?;
-    let mut engine = engine(config);
-    let source = engine.add_source("capture");
-    let mut stats = ReadStats::default();
-    let mut flows = Vec::new();
-    let mut keep = |out: &mut Vec<zonewatch_collector::FlowRecord>| {
-        flows.extend(out.drain(..).map(|f| format!("{f:?}")));
-    };
-    let res = if pipelined {
-        ingest::read_capture_pipelined(
-            &mut reader,
-            source,
-            &mut engine,
-            &mut stats,
-            &mut keep,
-            &|_, _| {},
-        )
-    } else {
-        ingest::read_capture(
-            &mut reader,
-            source,
-            &mut engine,
-            &mut stats,
-            &mut |_, _| {},
-            &mut keep,
-            &mut |_, _| {},
-        )
-    };
-    engine.flush_each(&mut keep);
-    Some(Run {
-        flows,
-        stats,
-        table: engine.table.stats().clone(),
-        error: res.err().map(|e| e.to_string()),
-    })
 }
 
 /// Table settings that make sweeps, evictions and active-timeout splits
@@ -106,25 +45,10 @@ fn tight() -> TableConfig {
 fn check(path: &Path) -> usize {
     let mut n = 0;
     for (name, config) in [("default", TableConfig::default()), ("tight", tight())] {
-        let Some(single) = run(path, &config, false) else {
+        let at = format!("{} ({name} settings)", path.display());
+        let Some(single) = assert_paths_agree(path, &config, &at) else {
             return 0;
         };
-        let fast = run(path, &config, true).expect("opens twice");
-        let at = format!("{} ({name} settings)", path.display());
-        if let Some(i) = (0..fast.flows.len().max(single.flows.len()))
-            .find(|&i| fast.flows.get(i) != single.flows.get(i))
-        {
-            panic!(
-                "{at}: flow record {i} of {} (fast) / {} (single) differs:\n fast:   {:?}\n single: {:?}",
-                fast.flows.len(),
-                single.flows.len(),
-                fast.flows.get(i),
-                single.flows.get(i)
-            );
-        }
-        assert_eq!(fast.stats, single.stats, "{at}: read counters differ");
-        assert_eq!(fast.table, single.table, "{at}: table counters differ");
-        assert_eq!(fast.error, single.error, "{at}: errors differ");
         if name == "default" {
             n = single.flows.len();
         }

@@ -7,64 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use zonewatch_collector::FlowRecord;
 use zonewatch_collector::capture::CaptureReader;
-use zonewatch_collector::exports::ExportDecoder;
-use zonewatch_collector::ingest::{self, Engine, ReadStats};
 use zonewatch_collector::pcap_writer::PcapWriter;
-use zonewatch_collector::stitch::Stitcher;
-use zonewatch_collector::table::{FlowTable, TableConfig, TableStats};
+use zonewatch_collector::table::TableConfig;
+use zonewatch_collector::testkit::assert_paths_agree;
 use zonewatch_collector::time::Timestamp;
-
-#[derive(Debug, PartialEq)]
-struct Run {
-    flows: Vec<String>,
-    stats: ReadStats,
-    table: TableStats,
-    error: Option<String>,
-}
-
-fn run(path: &Path, config: &TableConfig, pipelined: bool) -> Run {
-    let mut reader = CaptureReader::open(path).expect("capture");
-    let mut engine = Engine {
-        table: FlowTable::new(config.clone()),
-        stitcher: Stitcher::new(TableConfig::default(), 1),
-        exports: ExportDecoder::new(1, Vec::new(), None),
-        unidirectional: false,
-    };
-    let source = engine.add_source("capture");
-    let mut stats = ReadStats::default();
-    let mut flows = Vec::new();
-    let mut keep =
-        |out: &mut Vec<FlowRecord>| flows.extend(out.drain(..).map(|f| format!("{f:?}")));
-    let res = if pipelined {
-        ingest::read_capture_pipelined(
-            &mut reader,
-            source,
-            &mut engine,
-            &mut stats,
-            &mut keep,
-            &|_, _| {},
-        )
-    } else {
-        ingest::read_capture(
-            &mut reader,
-            source,
-            &mut engine,
-            &mut stats,
-            &mut |_, _| {},
-            &mut keep,
-            &mut |_, _| {},
-        )
-    };
-    engine.flush_each(&mut keep);
-    Run {
-        flows,
-        stats,
-        table: engine.table.stats().clone(),
-        error: res.err().map(|e| e.to_string()),
-    }
-}
 
 fn gencap(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_zonewatch-gencap"))
@@ -170,22 +117,7 @@ fn generated_capture_with_exports_fragments_and_icmp_errors() {
         ..TableConfig::default()
     };
     for (name, config) in [("default", TableConfig::default()), ("tight", tight)] {
-        let single = run(&mixed, &config, false);
-        let fast = run(&mixed, &config, true);
-        if let Some(i) = (0..fast.flows.len().max(single.flows.len()))
-            .find(|&i| fast.flows.get(i) != single.flows.get(i))
-        {
-            panic!(
-                "{name}: flow record {i} of {} (fast) / {} (single) differs:\n fast:   {:?}\n single: {:?}",
-                fast.flows.len(),
-                single.flows.len(),
-                fast.flows.get(i),
-                single.flows.get(i)
-            );
-        }
-        assert_eq!(fast.stats, single.stats, "{name}: read counters differ");
-        assert_eq!(fast.table, single.table, "{name}: table counters differ");
-        assert_eq!(fast.error, single.error);
+        let single = assert_paths_agree(&mixed, &config, name).expect("a capture");
         assert!(
             single.stats.export_datagrams >= 300,
             "{name}: {:?}",

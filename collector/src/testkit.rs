@@ -1,0 +1,89 @@
+//! Test helpers shared by the collector's and other crates' tests (feature
+//! `testkit`): the two ways of reading a capture, compared.
+
+use std::path::Path;
+
+use crate::capture::CaptureReader;
+use crate::ingest::{self, Engine, ReadStats};
+use crate::table::{TableConfig, TableStats};
+
+/// Everything one reading path produced: flow records as delivered (Debug
+/// form, all fields), read counters, table counters, the error that ended
+/// the file.
+#[derive(Debug, PartialEq)]
+pub struct PathRun {
+    /// Flow records in delivery order.
+    pub flows: Vec<String>,
+    /// Read counters.
+    pub stats: ReadStats,
+    /// Table counters.
+    pub table: TableStats,
+    /// The error that ended the capture, if any.
+    pub error: Option<String>,
+}
+
+/// Reads `path` with the pipelined fast path or the single-threaded one;
+/// `None` when it is not a capture.
+pub fn run_path(path: &Path, config: &TableConfig, pipelined: bool) -> Option<PathRun> {
+    let mut reader = CaptureReader::open(path).ok()?;
+    let mut engine = Engine::new(config.clone(), 1, Vec::new(), None);
+    // The stitcher keeps the default limits: evicting, it picks flows in
+    // its map's (random) order, so two runs of one path would differ.
+    engine.stitcher = crate::stitch::Stitcher::new(TableConfig::default(), 1);
+    let source = engine.add_source("capture");
+    let mut stats = ReadStats::default();
+    let mut flows = Vec::new();
+    let mut keep = |out: &mut Vec<crate::FlowRecord>| {
+        flows.extend(out.drain(..).map(|f| format!("{f:?}")));
+    };
+    let res = if pipelined {
+        ingest::read_capture_pipelined(
+            &mut reader,
+            source,
+            &mut engine,
+            &mut stats,
+            &mut keep,
+            &|_, _| {},
+        )
+    } else {
+        ingest::read_capture(
+            &mut reader,
+            source,
+            &mut engine,
+            &mut stats,
+            &mut |_, _| {},
+            &mut keep,
+            &mut |_, _| {},
+        )
+    };
+    engine.flush_each(&mut keep);
+    Some(PathRun {
+        flows,
+        stats,
+        table: engine.table.stats().clone(),
+        error: res.err().map(|e| e.to_string()),
+    })
+}
+
+/// Reads `path` both ways under `config` and panics, naming `at` and the
+/// first differing record, unless records and counters are identical.
+/// Returns the single-threaded run (`None`: not a capture).
+pub fn assert_paths_agree(path: &Path, config: &TableConfig, at: &str) -> Option<PathRun> {
+    let single = run_path(path, config, false)?;
+    let fast = run_path(path, config, true).expect("the capture opens twice");
+    if let Some(i) = (0..fast.flows.len().max(single.flows.len()))
+        .find(|&i| fast.flows.get(i) != single.flows.get(i))
+    {
+        panic!(
+            "{at}: flow record {i} of {} (fast) / {} (single) differs:\n fast:   {:?}\n single: {:?}",
+            fast.flows.len(),
+            single.flows.len(),
+            fast.flows.get(i),
+            single.flows.get(i)
+        );
+    }
+    assert_eq!(fast.stats, single.stats, "{at}: read counters differ");
+    assert_eq!(fast.table, single.table, "{at}: table counters differ");
+    assert_eq!(fast.error, single.error, "{at}: errors differ");
+    Some(single)
+}
