@@ -27,18 +27,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use zonewatch_analyzer::store::{
-    Aggregate, Batch, FileRow, PathObservation, Reader, Store, StoreError, Talker,
+    Aggregate, Batch, FileRow, PathObservation, Reader, Store, StoreError,
 };
-use zonewatch_analyzer::{
-    Analyzer, AnalyzerConfig, FindingDelta, ObservedPath, decision_name, path_query,
-};
+use zonewatch_analyzer::{Analyzer, AnalyzerConfig, FindingDelta, decision_name, path_query};
 use zonewatch_collector::FlowRecord;
 use zonewatch_collector::capture::CaptureReader;
-use zonewatch_collector::exports::{ExportDecoder, ExportKind, Outcome};
+use zonewatch_collector::exports::{ExportKind, Outcome};
 use zonewatch_collector::ingest::{self, Engine, EngineSource, ReadStats};
 use zonewatch_collector::packet::{Decoded, decode};
-use zonewatch_collector::stitch::Stitcher;
-use zonewatch_collector::table::{FlowTable, TableConfig};
+use zonewatch_collector::table::TableConfig;
 use zonewatch_collector::time::Timestamp;
 use zonewatch_collector::watch::{FileWatcher, FolderWatcher, ReadyFile, WatchConfig, WatchEvent};
 use zonewatch_dashboards::metrics::{ExporterLabel, FindingLabel, Metrics};
@@ -107,23 +104,6 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_policy(path: &Path) -> Result<Policy> {
-    Policy::load(path)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "zones file {} is not usable; `zonewatch zones check {}` lists every problem",
-                path.display(),
-                path.display()
-            )
-        })
-}
-
-fn today(now: Timestamp) -> (i32, u32, u32) {
-    let (y, m, d) = now.date();
-    (i32::try_from(y).unwrap_or(1970), m, d)
-}
-
 /// Counters reported so far for a live flow (monitor parts).
 #[derive(Debug, Clone, Copy, Default)]
 struct Reported {
@@ -186,7 +166,7 @@ struct Monitor {
     aggregates: HashMap<AggKey, Aggregate>,
     files: Vec<FileRow>,
     held_deltas: Vec<FindingDelta>,
-    held_paths: Vec<ObservedPath>,
+    held_paths: Vec<PathObservation>,
     baseline_saved: bool,
     oldest_pending: Option<Instant>,
     started: Instant,
@@ -202,22 +182,9 @@ fn table_config(s: &Settings) -> TableConfig {
     }
 }
 
-fn new_engine(
-    s: &Settings,
-    default_sampling: u32,
-    allowed: Vec<zonewatch_collector::exports::ExporterRange>,
-) -> Engine {
-    Engine {
-        table: FlowTable::new(table_config(s)),
-        stitcher: Stitcher::new(table_config(s), default_sampling),
-        exports: ExportDecoder::new(default_sampling, allowed, None),
-        unidirectional: false,
-    }
-}
-
 impl Monitor {
     fn start(settings: Settings) -> Result<Monitor> {
-        let policy = Arc::new(load_policy(&settings.zones)?);
+        let policy = Arc::new(crate::run::load_policy(&settings.zones)?);
         let mut store = Store::open(&settings.store)
             .with_context(|| format!("cannot open the store {}", settings.store.display()))?;
         let reader = Reader::open(&settings.store)?;
@@ -237,13 +204,12 @@ impl Monitor {
             meta: vec![("zones_file".into(), zones_abs.display().to_string())],
             ..Batch::default()
         })?;
-        let now = listen::now();
         let mut analyzer = Analyzer::new(
             policy,
             AnalyzerConfig {
                 max_evidence: 5,
                 max_initiators: 10,
-                today: today(now),
+                today: crate::run::today(),
             },
         );
         analyzer.track_paths(known, baseline_start, settings.baseline_secs);
@@ -269,7 +235,7 @@ impl Monitor {
                 } => (*kind, *default_sampling, allow_exporters.clone()),
                 SourceSettings::Watch { .. } => ("watch", 1, Vec::new()),
             };
-            let mut engine = new_engine(&settings, sampling, allowed);
+            let mut engine = Engine::new(table_config(&settings), sampling, allowed, None);
             let handle = engine.add_source(s.name());
             sources.push(SourceState {
                 name: s.name().to_string(),
@@ -942,8 +908,8 @@ impl Monitor {
         }
         let batch = Batch {
             aggregates,
-            findings: findings.into_iter().map(store_delta).collect(),
-            paths: observed.into_iter().map(store_path).collect(),
+            findings,
+            paths: observed,
             files: std::mem::take(&mut self.files),
             meta,
         };
@@ -999,36 +965,6 @@ impl Monitor {
             store.display()
         );
         Ok(())
-    }
-}
-
-fn store_delta(d: FindingDelta) -> zonewatch_analyzer::store::FindingDelta {
-    d
-}
-
-fn store_path(p: ObservedPath) -> PathObservation {
-    PathObservation {
-        src_zone: p.src_zone,
-        dst_zone: p.dst_zone,
-        proto: p.proto,
-        dport: p.dport,
-        decision: p.decision.to_string(),
-        rule: p.rule,
-        first: p.first,
-        last: p.last,
-        flows: p.flows,
-        packets: p.packets,
-        bytes: p.bytes,
-        talkers: p
-            .talkers
-            .into_iter()
-            .map(|t| Talker {
-                src: t.src,
-                dst: t.dst,
-                flows: t.flows,
-                bytes: t.bytes,
-            })
-            .collect(),
     }
 }
 
@@ -1207,12 +1143,7 @@ fn read_files(
 
 /// One file, whole, into flows (captures of exports decoded too).
 fn read_one(path: &Path, tc: TableConfig) -> (Vec<FlowRecord>, ReadStats) {
-    let mut engine = Engine {
-        table: FlowTable::new(tc.clone()),
-        stitcher: Stitcher::new(tc, 1),
-        exports: ExportDecoder::new(1, Vec::new(), None),
-        unidirectional: false,
-    };
+    let mut engine = Engine::new(tc, 1, Vec::new(), None);
     let name = path.display().to_string();
     let source = engine.add_source(&name);
     let mut stats = ReadStats::default();

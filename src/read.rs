@@ -8,11 +8,10 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use zonewatch_collector::FlowRecord;
 use zonewatch_collector::capture::{CaptureReader, CapturedPacket};
-use zonewatch_collector::exports::{ExportDecoder, ExporterRange};
+use zonewatch_collector::exports::ExporterRange;
 use zonewatch_collector::ingest::{self, Engine, Input, ReadStats};
 use zonewatch_collector::packet::{Decoded, PacketInfo, decode};
-use zonewatch_collector::stitch::Stitcher;
-use zonewatch_collector::table::{FlowTable, Ingested, TableConfig};
+use zonewatch_collector::table::{Ingested, TableConfig};
 use zonewatch_collector::time::Timestamp;
 
 use crate::flags::{InputArgs, Progress};
@@ -42,10 +41,13 @@ pub fn engine(a: &InputArgs, unidirectional: bool) -> Result<Engine> {
         .map(|c| ExporterRange::parse(c).map_err(|e| anyhow::anyhow!("--allow-exporter {e}")))
         .collect::<Result<Vec<_>>>()?;
     Ok(Engine {
-        table: FlowTable::new(table_config(a)),
-        stitcher: Stitcher::new(table_config(a), a.default_sampling.max(1)),
-        exports: ExportDecoder::new(a.default_sampling.max(1), allowed, a.export_ports.clone()),
         unidirectional,
+        ..Engine::new(
+            table_config(a),
+            a.default_sampling,
+            allowed,
+            a.export_ports.clone(),
+        )
     })
 }
 

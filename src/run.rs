@@ -4,13 +4,11 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use zonewatch_analyzer::{Analyzer, AnalyzerConfig, Finding, Report, Severity, render};
 use zonewatch_collector::FlowRecord;
 use zonewatch_collector::pcap_writer::PcapWriter;
-use zonewatch_collector::time::Timestamp;
 use zonewatch_zones::{PathQuery, Policy};
 
 use crate::flags::{AnalyzeArgs, FindingFormat, FlowFormat, FlowsArgs, ZonesCommand};
@@ -55,13 +53,23 @@ pub fn flows(a: FlowsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn today() -> (i32, u32, u32) {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    let (y, m, d) = Timestamp::from_secs_nanos(i64::try_from(secs).unwrap_or(0), 0).date();
+/// Today's date (UTC), for suppression expiry.
+pub fn today() -> (i32, u32, u32) {
+    let (y, m, d) = crate::listen::now().date();
     (i32::try_from(y).unwrap_or(1970), m, d)
+}
+
+/// Loads a zones file; the error says how to see every problem.
+pub fn load_policy(path: &Path) -> Result<Policy> {
+    Policy::load(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "zones file {} is not usable; `zonewatch zones check {}` lists every problem",
+                path.display(),
+                path.display()
+            )
+        })
 }
 
 /// `zonewatch analyze`.
@@ -72,15 +80,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         })?),
         None => None,
     };
-    let policy = Policy::load(&a.zones)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "zones file {} is not usable; `zonewatch zones check {}` lists every problem",
-                a.zones.display(),
-                a.zones.display()
-            )
-        })?;
+    let policy = load_policy(&a.zones)?;
     let inputs = read::expand_inputs(&a.input)?;
     if let Some(dir) = &a.evidence_dir {
         fs::create_dir_all(dir)
@@ -275,9 +275,7 @@ pub fn zones(z: ZonesCommand) -> Result<ExitCode> {
                     ),
                 },
             };
-            let policy = Policy::load(&zones)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("zones file {} is not usable", zones.display()))?;
+            let policy = load_policy(&zones)?;
             let opts = SuggestOptions {
                 min_flows,
                 ..SuggestOptions::default()

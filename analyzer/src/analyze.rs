@@ -12,6 +12,7 @@ use zonewatch_zones::{
 };
 
 use crate::finding::{Confidence, Finding, FindingKind, SuppressionNote, stable_id};
+use crate::store::{PathObservation, Talker};
 
 /// Limits of what a finding keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,48 +85,6 @@ pub type PathName = (String, String, u8, u16);
 const MAX_TALKERS: usize = 20;
 /// Distinct talker pairs tracked per path between two batches.
 const MAX_TALKER_PAIRS: usize = 1024;
-
-/// One path (zone pair + service) as observed since the last hand-over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedPath {
-    /// Zone of the initiators.
-    pub src_zone: String,
-    /// Zone of the responders.
-    pub dst_zone: String,
-    /// IP protocol.
-    pub proto: u8,
-    /// Responder port (ICMP: type*256+code).
-    pub dport: u16,
-    /// What the policy decides: `allowed`, `intra`, `not-allowed`, `denied`.
-    pub decision: &'static str,
-    /// The rule (or default) that decided.
-    pub rule: String,
-    /// First flow start.
-    pub first: Timestamp,
-    /// Last flow end.
-    pub last: Timestamp,
-    /// Flows (counted once each).
-    pub flows: u64,
-    /// Packets, both directions.
-    pub packets: u64,
-    /// IP bytes, both directions.
-    pub bytes: u64,
-    /// Top talkers by bytes.
-    pub talkers: Vec<Talk>,
-}
-
-/// A pair of hosts on a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Talk {
-    /// Initiator.
-    pub src: IpAddr,
-    /// Responder.
-    pub dst: IpAddr,
-    /// Flows.
-    pub flows: u64,
-    /// IP bytes, both directions.
-    pub bytes: u64,
-}
 
 /// A finding's increment since the last hand-over (monitor mode).
 #[derive(Debug, Clone)]
@@ -717,19 +676,19 @@ impl Analyzer {
     }
 
     /// The paths observed since the last call, with their counters (monitor mode).
-    pub fn take_paths(&mut self) -> Vec<ObservedPath> {
+    pub fn take_paths(&mut self) -> Vec<PathObservation> {
         let Some(paths) = &mut self.paths else {
             return Vec::new();
         };
         let policy = &self.policy;
-        let mut out: Vec<ObservedPath> = paths
+        let mut out: Vec<PathObservation> = paths
             .observed
             .drain()
             .map(|((src, dst, proto, dport), p)| {
-                let mut talkers: Vec<Talk> = p
+                let mut talkers: Vec<Talker> = p
                     .talkers
                     .into_iter()
-                    .map(|((s, d), (flows, bytes))| Talk {
+                    .map(|((s, d), (flows, bytes))| Talker {
                         src: s,
                         dst: d,
                         flows,
@@ -738,12 +697,12 @@ impl Analyzer {
                     .collect();
                 talkers.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.src.cmp(&b.src)));
                 talkers.truncate(MAX_TALKERS);
-                ObservedPath {
+                PathObservation {
                     src_zone: policy.zone(src).name.clone(),
                     dst_zone: policy.zone(dst).name.clone(),
                     proto,
                     dport,
-                    decision: p.decision,
+                    decision: p.decision.to_string(),
                     rule: p.rule,
                     first: p.first,
                     last: p.last,
@@ -791,7 +750,7 @@ impl Analyzer {
     /// Replaces the policy (hot reload). Aggregates refer to the old
     /// policy's zones, so they are handed over first, as by [`Analyzer::take_deltas`],
     /// and so are the paths observed.
-    pub fn set_policy(&mut self, policy: Arc<Policy>) -> (Vec<FindingDelta>, Vec<ObservedPath>) {
+    pub fn set_policy(&mut self, policy: Arc<Policy>) -> (Vec<FindingDelta>, Vec<PathObservation>) {
         let deltas = self.take_deltas();
         let paths = self.take_paths();
         self.policy = policy;
@@ -988,11 +947,11 @@ mod tests {
         assert_eq!(new[0].finding.flows, 1);
         let paths = a.take_paths();
         let p6432 = paths.iter().find(|p| p.dport == 6432).expect("path");
-        assert_eq!((p6432.flows, p6432.decision), (2, "not-allowed"));
+        assert_eq!((p6432.flows, p6432.decision.as_str()), (2, "not-allowed"));
         assert_eq!(p6432.talkers.len(), 2);
         assert!(paths.iter().all(|p| p.dport != 23), "{paths:?}");
         let p5432 = paths.iter().find(|p| p.dport == 5432).expect("path");
-        assert_eq!((p5432.flows, p5432.decision), (2, "allowed"));
+        assert_eq!((p5432.flows, p5432.decision.as_str()), (2, "allowed"));
     }
 
     #[test]

@@ -10,11 +10,11 @@ use std::thread;
 
 use crate::capture::{CaptureError, CaptureReader, CapturedPacket};
 use crate::export::ExportRecord;
-use crate::exports::{ExportDecoder, Outcome};
+use crate::exports::{ExportDecoder, ExporterRange, Outcome};
 use crate::packet::{DecodeError, Decoded, Layer, PacketInfo, decode};
 use crate::record::FlowRecord;
 use crate::stitch::Stitcher;
-use crate::table::{FlowTable, Ingested, SourceId};
+use crate::table::{FlowTable, Ingested, SourceId, TableConfig};
 use crate::time::Timestamp;
 
 /// One input as the user named it.
@@ -162,6 +162,25 @@ impl EngineSource {
 }
 
 impl Engine {
+    /// An engine whose packet table and export stitcher share `config`;
+    /// `default_sampling` applies to exports that state no rate, `allowed`
+    /// (empty: any) to exporters, `export_ports` (None: any) to UDP ports
+    /// tried as exports in captures.
+    pub fn new(
+        config: TableConfig,
+        default_sampling: u32,
+        allowed: Vec<ExporterRange>,
+        export_ports: Option<Vec<u16>>,
+    ) -> Engine {
+        let default_sampling = default_sampling.max(1);
+        Engine {
+            table: FlowTable::new(config.clone()),
+            stitcher: Stitcher::new(config, default_sampling),
+            exports: ExportDecoder::new(default_sampling, allowed, export_ports),
+            unidirectional: false,
+        }
+    }
+
     /// Registers an input by name.
     pub fn add_source(&mut self, name: &str) -> EngineSource {
         EngineSource {

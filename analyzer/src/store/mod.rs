@@ -484,34 +484,9 @@ impl StoredFinding {
     }
 }
 
-/// An observed path as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredPath {
-    /// Zone of the initiators.
-    pub src_zone: String,
-    /// Zone of the responders.
-    pub dst_zone: String,
-    /// IP protocol number.
-    pub proto: u8,
-    /// Responder port (ICMP: `type*256+code`).
-    pub dport: u16,
-    /// The latest decision.
-    pub decision: String,
-    /// The latest deciding rule.
-    pub rule: String,
-    /// First seen.
-    pub first: Timestamp,
-    /// Last seen.
-    pub last: Timestamp,
-    /// Flows.
-    pub flows: u64,
-    /// Packets.
-    pub packets: u64,
-    /// Bytes.
-    pub bytes: u64,
-    /// The largest talkers, by bytes (most first).
-    pub talkers: Vec<Talker>,
-}
+/// An observed path as stored: the same shape as an observation, its
+/// counters the totals since first seen, its talkers the largest by bytes.
+pub type StoredPath = PathObservation;
 
 /// A read-only connection to a store. Not `Sync`: open one per reading thread.
 pub struct Reader {
