@@ -38,7 +38,7 @@ use zonewatch_collector::packet::{Decoded, decode};
 use zonewatch_collector::table::TableConfig;
 use zonewatch_collector::time::Timestamp;
 use zonewatch_collector::watch::{FileWatcher, FolderWatcher, ReadyFile, WatchConfig, WatchEvent};
-use zonewatch_dashboards::metrics::{ExporterLabel, FindingLabel, Metrics};
+use zonewatch_dashboards::metrics::{Counter, ExporterLabel, FindingLabel, Metrics};
 use zonewatch_zones::Policy;
 
 use crate::config::{self, Settings, SourceSettings};
@@ -138,6 +138,10 @@ struct SourceState {
     /// Exporters already reported for missing templates / unknown sampling.
     gaps_reported: HashSet<(IpAddr, &'static str)>,
     default_sampling: u32,
+    /// This source's counters on /metrics (looked up once, not per packet).
+    packets: Counter,
+    bytes: Counter,
+    flows: Counter,
 }
 
 type AggKey = (i64, usize, String, String, u8, u16, &'static str);
@@ -249,6 +253,18 @@ impl Monitor {
                 one_way_reported: false,
                 gaps_reported: HashSet::new(),
                 default_sampling: sampling,
+                packets: metrics
+                    .packets
+                    .get_or_create(&Metrics::source(s.name()))
+                    .clone(),
+                bytes: metrics
+                    .bytes
+                    .get_or_create(&Metrics::source(s.name()))
+                    .clone(),
+                flows: metrics
+                    .flows
+                    .get_or_create(&Metrics::source(s.name()))
+                    .clone(),
             });
             match s {
                 SourceSettings::Live {
@@ -499,22 +515,14 @@ impl Monitor {
         data: &[u8],
         out: &mut Vec<FlowRecord>,
     ) {
-        let policy = self.analyzer.policy().clone();
         let src = &mut self.sources[si];
         src.last_activity = Instant::now();
-        let name = src.name.clone();
         match decode(linktype, data) {
             Decoded::Ip(info) => {
-                self.metrics
-                    .packets
-                    .get_or_create(&Metrics::source(&name))
-                    .inc();
-                self.metrics
-                    .bytes
-                    .get_or_create(&Metrics::source(&name))
-                    .inc_by(u64::from(info.ip_len));
+                src.packets.inc();
+                src.bytes.inc_by(u64::from(info.ip_len));
                 let ing = src.engine.table.ingest(src.handle.table(), ts, &info, out);
-                if ing.new && zonewatch_analyzer::may_raise_finding(&policy, &info) {
+                if ing.new && zonewatch_analyzer::may_raise_finding(self.analyzer.policy(), &info) {
                     self.suspects.insert((si, ing.flow_id));
                 } else if !ing.forward
                     && self.suspects.remove(&(si, ing.flow_id))
@@ -528,7 +536,7 @@ impl Monitor {
             Decoded::Error(e) => {
                 self.metrics
                     .decode_errors
-                    .get_or_create(&Metrics::reason(&name, &e.to_string()))
+                    .get_or_create(&Metrics::reason(&src.name, &e.to_string()))
                     .inc();
             }
         }
@@ -579,14 +587,9 @@ impl Monitor {
                 rec.sampling
             });
             let (rp, rb) = rec.reverse.map_or((0, 0), |r| (r.packets, r.bytes));
-            let label = Metrics::source(&src.name);
-            self.metrics
-                .packets
-                .get_or_create(&label)
+            src.packets
                 .inc_by(rec.packets.saturating_add(rp).saturating_mul(rate));
-            self.metrics
-                .bytes
-                .get_or_create(&label)
+            src.bytes
                 .inc_by(rec.bytes.saturating_add(rb).saturating_mul(rate));
             src.engine.export(src.handle, rec, at, out);
         }
@@ -596,7 +599,6 @@ impl Monitor {
     fn file(&mut self, si: usize, row: FileRow, flows: Vec<FlowRecord>, stats: &ReadStats) {
         let name = self.sources[si].name.clone();
         self.sources[si].last_activity = Instant::now();
-        let label = Metrics::source(&name);
         // What the file held: its packets, or its export records' and flow
         // log lines' counters (after sampling), as the flows carry them.
         let (packets, bytes) = flows.iter().fold((0u64, 0u64), |(p, b), f| {
@@ -605,8 +607,8 @@ impl Monitor {
                 b.saturating_add(f.bytes.saturating_add(f.rbytes)),
             )
         });
-        self.metrics.packets.get_or_create(&label).inc_by(packets);
-        self.metrics.bytes.get_or_create(&label).inc_by(bytes);
+        self.sources[si].packets.inc_by(packets);
+        self.sources[si].bytes.inc_by(bytes);
         for (e, n) in &stats.decode_errors {
             self.metrics
                 .decode_errors
@@ -636,10 +638,7 @@ impl Monitor {
         if f.answered == Some(true) {
             src.flows_answered += 1;
         }
-        self.metrics
-            .flows
-            .get_or_create(&Metrics::source(&src.name))
-            .inc();
+        src.flows.inc();
     }
 
     /// One part of a flow: the counters since its previous part.
@@ -688,9 +687,9 @@ impl Monitor {
             return;
         }
         self.oldest_pending.get_or_insert_with(Instant::now);
-        self.analyzer.observe_part(&delta, first);
+        let v = self.analyzer.policy().evaluate(&path_query(f));
+        self.analyzer.observe_part(&delta, &v, first);
         let policy = self.analyzer.policy();
-        let v = policy.evaluate(&path_query(f));
         let bucket_ns =
             i64::try_from(self.settings.bucket_secs.max(1)).unwrap_or(300) * 1_000_000_000;
         let bucket = f.last.0.div_euclid(bucket_ns) * bucket_ns;

@@ -376,21 +376,23 @@ impl Analyzer {
 
     /// Takes one flow into account. Returns whether a finding kept it as a sample flow.
     pub fn observe(&mut self, flow: &FlowRecord) -> bool {
-        self.observe_part(flow, true)
+        let verdict = self.policy.evaluate(&path_query(flow));
+        self.observe_part(flow, &verdict, true)
     }
 
     /// Takes one part of a flow into account (monitor mode: a flow is
     /// reported when it first raises a finding, at checkpoints and when it
     /// ends, each part carrying the counters since the previous one).
     /// `first_part` counts the flow itself and keeps it as evidence.
-    pub fn observe_part(&mut self, flow: &FlowRecord, first_part: bool) -> bool {
+    /// `verdict` is this analyzer's policy's verdict on the flow
+    /// (`policy().evaluate(&path_query(flow))`), which the caller needs too.
+    pub fn observe_part(&mut self, flow: &FlowRecord, verdict: &Verdict, first_part: bool) -> bool {
         let mut kept = false;
         if first_part {
             self.stats.flows += 1;
         }
-        let verdict = self.policy.evaluate(&path_query(flow));
         if let Some(paths) = &mut self.paths {
-            paths.observe(flow, &verdict, first_part);
+            paths.observe(flow, verdict, first_part);
         }
         for (addr, cls) in [(flow.src, verdict.src), (flow.dst, verdict.dst)] {
             if cls.class == AddressClass::Undeclared {
@@ -402,24 +404,24 @@ impl Analyzer {
                     FindingKind::UndeclaredAddress,
                     Severity::Medium,
                     flow,
-                    &verdict,
+                    verdict,
                     first_part,
                 );
             }
         }
         if let Some(paths) = &mut self.paths
-            && let Some(key) = paths.take_new(&self.policy, flow, &verdict)
+            && let Some(key) = paths.take_new(&self.policy, flow, verdict)
         {
             kept |= self.add(
                 key,
                 FindingKind::NewPath,
                 Severity::Info,
                 flow,
-                &verdict,
+                verdict,
                 true,
             );
         }
-        match self.classify(flow, &verdict) {
+        match self.classify(flow, verdict) {
             Some((kind, severity)) => {
                 if first_part {
                     self.stats.flagged += 1;
@@ -440,7 +442,7 @@ impl Analyzer {
                         dport: flow.dport,
                     }
                 };
-                kept |= self.add(key, kind, severity, flow, &verdict, first_part);
+                kept |= self.add(key, kind, severity, flow, verdict, first_part);
             }
             None if !first_part => {}
             None if verdict.decision == Decision::Local => self.stats.local += 1,
@@ -897,8 +899,9 @@ mod tests {
     fn parts_of_one_flow_count_it_once_and_add_their_counters() {
         let mut a = Analyzer::new(two_zones(), AnalyzerConfig::default());
         let f = flow("10.1.0.5", "10.2.0.10", 22, 1_000, 3);
-        a.observe_part(&f, true);
-        a.observe_part(&flow("10.1.0.5", "10.2.0.10", 22, 1_000, 4), false);
+        let v = a.policy().evaluate(&path_query(&f));
+        a.observe_part(&f, &v, true);
+        a.observe_part(&flow("10.1.0.5", "10.2.0.10", 22, 1_000, 4), &v, false);
         let deltas = a.take_deltas();
         assert_eq!(deltas.len(), 1);
         let d = &deltas[0];
@@ -909,7 +912,7 @@ mod tests {
         assert_eq!(d.initiators, vec![(f.src, 1400)]);
         // Handed over: the next increment starts from zero, with the same id.
         assert!(a.take_deltas().is_empty());
-        a.observe_part(&flow("10.1.0.5", "10.2.0.10", 22, 1_005, 1), false);
+        a.observe_part(&flow("10.1.0.5", "10.2.0.10", 22, 1_005, 1), &v, false);
         let next = a.take_deltas();
         assert_eq!(next[0].finding.id, d.finding.id);
         assert_eq!((next[0].finding.flows, next[0].finding.packets), (0, 2));
