@@ -102,8 +102,11 @@ pub struct SuppressionNote {
 }
 
 /// One aggregated finding. Field names are DESIGN.md's contract.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
+///
+/// `E` is how sample flows are held: [`FlowRecord`]s as analysed, or their
+/// JSON as read back from the store ([`crate::store::StoredFinding`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding<E = FlowRecord> {
     /// Stable id derived from the aggregation key.
     pub id: String,
     /// What kind.
@@ -151,7 +154,7 @@ pub struct Finding {
     /// A suppression that would have matched but has expired.
     pub expired_suppression: Option<SuppressionNote>,
     /// Sample flows.
-    pub evidence: Vec<FlowRecord>,
+    pub evidence: Vec<E>,
 }
 
 /// Stable short id of an aggregation key (FNV-1a, 48 bits).

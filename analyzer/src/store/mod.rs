@@ -72,7 +72,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use zonewatch_collector::time::Timestamp;
 
-use crate::finding::{Confidence, FindingKind, SuppressionNote};
+use crate::finding::{Confidence, Finding};
 use zonewatch_zones::Severity;
 
 pub use schema::SCHEMA_VERSION;
@@ -415,65 +415,30 @@ pub struct Totals {
     pub answered: u64,
 }
 
-/// A finding as stored. Serializes (and [`to_json`](StoredFinding::to_json))
-/// exactly as a [`Finding`] does: DESIGN.md's finding JSON contract.
+/// A finding as stored: a [`Finding`] whose sample flows are the JSON
+/// objects `zonewatch flows` prints, oldest first. Serializes (and
+/// [`to_json`](StoredFinding::to_json)) exactly as a [`Finding`] does:
+/// DESIGN.md's finding JSON contract.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredFinding {
-    /// Stable id derived from the aggregation key.
-    pub id: String,
-    /// What kind.
-    pub kind: FindingKind,
-    /// How bad (the maximum over all batches).
-    pub severity: Severity,
-    /// Zone of the initiators.
-    pub src_zone: String,
-    /// Zone of the responder.
-    pub dst_zone: String,
-    /// The responder host (`null` when several).
-    pub dst: Option<IpAddr>,
-    /// Protocol name (`null` when several).
-    pub proto: Option<String>,
-    /// Responder port (`null` when several).
-    pub dport: Option<u16>,
-    /// Service as rules name it (`null` when several).
-    pub service: Option<String>,
-    /// Top initiators by bytes (at most [`MAX_INITIATORS_LISTED`]).
-    pub initiators: Vec<IpAddr>,
-    /// Number of distinct initiators.
-    pub initiator_count: usize,
-    /// Distinct responder hosts.
-    pub hosts: usize,
-    /// Distinct responder services.
-    pub ports: usize,
-    /// Flows.
-    pub flows: u64,
-    /// Packets, both directions.
-    pub packets: u64,
-    /// IP bytes, both directions.
-    pub bytes: u64,
-    /// Established flows.
-    pub answered: u64,
-    /// Strength of the evidence (the maximum over all batches).
-    pub confidence: Confidence,
-    /// First packet time.
-    pub first: Timestamp,
-    /// Last packet time.
-    pub last: Timestamp,
-    /// The rule that decided.
-    pub rule: String,
-    /// The suppression that matched, if any.
-    pub suppressed: Option<SuppressionNote>,
-    /// A suppression that would have matched but has expired.
-    pub expired_suppression: Option<SuppressionNote>,
-    /// Sample flows as `zonewatch flows` JSON objects, oldest first.
-    pub evidence: Vec<serde_json::Value>,
+    /// The finding (counters merged over every batch; severity and
+    /// confidence the maximum).
+    #[serde(flatten)]
+    pub finding: Finding<serde_json::Value>,
     /// A member set reached [`StoreLimits::max_members`]: `initiator_count`,
     /// `hosts` and `ports` are lower bounds. Not part of the JSON.
     #[serde(skip)]
     pub members_capped: bool,
 }
 
-/// How many initiators [`StoredFinding::initiators`] lists (as the analyzer).
+impl std::ops::Deref for StoredFinding {
+    type Target = Finding<serde_json::Value>;
+    fn deref(&self) -> &Self::Target {
+        &self.finding
+    }
+}
+
+/// How many initiators a [`StoredFinding`] lists (as the analyzer).
 pub const MAX_INITIATORS_LISTED: usize = 10;
 
 impl StoredFinding {

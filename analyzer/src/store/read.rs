@@ -13,7 +13,7 @@ use super::{
     Aggregate, FileRow, MAX_INITIATORS_LISTED, StoreError, StoredFinding, StoredPath, Talker,
     Totals, blob_addr, blob_service, confidence_of_rank, severity_of_rank,
 };
-use crate::finding::{FindingKind, SuppressionNote};
+use crate::finding::{Finding, FindingKind, SuppressionNote};
 use crate::service_name;
 
 /// Runs `f` inside a read transaction (one snapshot).
@@ -366,32 +366,35 @@ pub(super) fn findings(conn: &Connection, path: &Path) -> Result<Vec<StoredFindi
                 })
                 .collect::<Result<Vec<serde_json::Value>, _>>()?;
             out.push(StoredFinding {
-                kind,
-                severity: severity_of_rank(row.severity)
-                    .ok_or_else(|| corrupt(path, what("severity"), row.severity.to_string()))?,
-                confidence: confidence_of_rank(row.confidence)
-                    .ok_or_else(|| corrupt(path, what("confidence"), row.confidence.to_string()))?,
-                suppressed: note("suppression", &row.suppressed)?,
-                expired_suppression: note("expired suppression", &row.expired_suppression)?,
-                id: row.id,
-                src_zone: row.src_zone,
-                dst_zone: row.dst_zone,
-                dst,
-                proto,
-                dport,
-                service,
-                initiators,
-                initiator_count: row.initiator_count,
-                hosts: row.hosts,
-                ports: row.ports,
-                flows: row.flows,
-                packets: row.packets,
-                bytes: row.bytes,
-                answered: row.answered,
-                first: Timestamp(row.first),
-                last: Timestamp(row.last),
-                rule: row.rule,
-                evidence: flows,
+                finding: Finding {
+                    kind,
+                    severity: severity_of_rank(row.severity)
+                        .ok_or_else(|| corrupt(path, what("severity"), row.severity.to_string()))?,
+                    confidence: confidence_of_rank(row.confidence).ok_or_else(|| {
+                        corrupt(path, what("confidence"), row.confidence.to_string())
+                    })?,
+                    suppressed: note("suppression", &row.suppressed)?,
+                    expired_suppression: note("expired suppression", &row.expired_suppression)?,
+                    id: row.id,
+                    src_zone: row.src_zone,
+                    dst_zone: row.dst_zone,
+                    dst,
+                    proto,
+                    dport,
+                    service,
+                    initiators,
+                    initiator_count: row.initiator_count,
+                    hosts: row.hosts,
+                    ports: row.ports,
+                    flows: row.flows,
+                    packets: row.packets,
+                    bytes: row.bytes,
+                    answered: row.answered,
+                    first: Timestamp(row.first),
+                    last: Timestamp(row.last),
+                    rule: row.rule,
+                    evidence: flows,
+                },
                 members_capped: row.members_capped,
             });
         }
