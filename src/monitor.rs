@@ -1098,17 +1098,13 @@ fn read_files(
         // still be the one hashed, before and after reading. If not (renamed
         // away, appended to), nothing is recorded: a file that settles again
         // is reported again.
-        let unchanged = |r: &ReadyFile| {
-            std::fs::metadata(&r.path)
-                .is_ok_and(|m| m.len() == r.size && m.modified().ok() == Some(r.modified))
-        };
-        if !unchanged(&ready) {
+        if !still_as_hashed(&ready) {
             seen.remove(&ready.sha256);
             tracing::info!(source = %names[source], file = %ready.path.display(), "changed or gone since it settled; not ingested now");
             continue;
         }
         let (flows, stats) = read_one(&ready.path, tc.clone());
-        if !unchanged(&ready) {
+        if !still_as_hashed(&ready) {
             seen.remove(&ready.sha256);
             tracing::warn!(source = %names[source], file = %ready.path.display(), "changed or gone while being read; what was read is discarded, the file is taken again once it settles");
             continue;
@@ -1138,6 +1134,12 @@ fn read_files(
             break;
         }
     }
+}
+
+/// Whether a watched file is still the one hashed (same size and mtime).
+fn still_as_hashed(r: &ReadyFile) -> bool {
+    std::fs::metadata(&r.path)
+        .is_ok_and(|m| m.len() == r.size && m.modified().ok() == Some(r.modified))
 }
 
 /// One file, whole, into flows (captures of exports decoded too).
@@ -1326,4 +1328,28 @@ fn spawn_live(
     bail!(
         "source {name}: this zonewatch was built without live capture; rebuild with `cargo build --release --features live` (needs libpcap-dev)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_appended_to_or_gone_is_no_longer_the_one_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.pcap");
+        std::fs::write(&path, b"0123").unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        let ready = ReadyFile {
+            path: path.clone(),
+            size: m.len(),
+            modified: m.modified().unwrap(),
+            sha256: String::new(),
+        };
+        assert!(still_as_hashed(&ready));
+        std::fs::write(&path, b"012345").unwrap();
+        assert!(!still_as_hashed(&ready), "appended");
+        std::fs::remove_file(&path).unwrap();
+        assert!(!still_as_hashed(&ready), "gone");
+    }
 }

@@ -760,7 +760,28 @@ fn zones_suggest_turns_observed_paths_into_allow_rules_that_make_them_allowed() 
         "tcp/22",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("allowed"), "{text}");
+    // ("not-allowed" contains "allowed": the decision line must start with it.)
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("decision: allowed by allow app -> db")),
+        "{text}"
+    );
+    // Before the patch the same path was not allowed.
+    let out = zonewatch(&[
+        "zones",
+        "explain",
+        s(&zones),
+        "10.1.0.5",
+        "10.2.0.10",
+        "tcp/22",
+    ]);
+    let before = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        before
+            .lines()
+            .any(|l| l.starts_with("decision: not-allowed")),
+        "{before}"
+    );
 }
 
 /// A monitor capturing on `lo` with `filter`, zones app = 127.0.0.2 and
