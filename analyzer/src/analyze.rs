@@ -205,6 +205,50 @@ struct Agg {
     services: HashSet<(u8, u16)>,
 }
 
+impl Agg {
+    /// A finding with nothing counted yet.
+    fn new(
+        id: String,
+        kind: FindingKind,
+        severity: Severity,
+        (src_zone, dst_zone): (String, String),
+        rule: String,
+        (suppressed, expired_suppression): (Option<SuppressionNote>, Option<SuppressionNote>),
+    ) -> Agg {
+        Agg {
+            finding: Finding {
+                id,
+                kind,
+                severity,
+                src_zone,
+                dst_zone,
+                dst: None,
+                proto: None,
+                dport: None,
+                service: None,
+                initiators: Vec::new(),
+                initiator_count: 0,
+                hosts: 0,
+                ports: 0,
+                flows: 0,
+                packets: 0,
+                bytes: 0,
+                answered: 0,
+                confidence: Confidence::Low,
+                first: Timestamp(i64::MAX),
+                last: Timestamp(i64::MIN),
+                rule,
+                suppressed,
+                expired_suppression,
+                evidence: Vec::new(),
+            },
+            initiator_bytes: HashMap::new(),
+            hosts: HashSet::new(),
+            services: HashSet::new(),
+        }
+    }
+}
+
 /// Turns flows into findings against one policy.
 pub struct Analyzer {
     policy: Arc<Policy>,
@@ -285,6 +329,51 @@ pub fn may_raise_finding(policy: &Policy, p: &PacketInfo) -> bool {
         || denied(&forward)
         || denied(&backward)
         || (not_allowed(&forward) && not_allowed(&backward))
+}
+
+/// The text a finding's stable id is derived from: its aggregation key,
+/// zones by name.
+fn id_text(policy: &Policy, key: &AggKey) -> String {
+    let zname = |z: ZoneId| policy.zone(z).name.clone();
+    match key {
+        AggKey::Path {
+            kind,
+            src_zone,
+            dst_zone,
+            dst,
+            proto,
+            dport,
+        } => format!(
+            "{kind}|{}|{}|{dst}|{}",
+            zname(*src_zone),
+            zname(*dst_zone),
+            service_name(*proto, *dport)
+        ),
+        AggKey::Blocked {
+            initiator,
+            src_zone,
+            dst_zone,
+        } => {
+            format!(
+                "blocked-attempt|{initiator}|{}|{}",
+                zname(*src_zone),
+                zname(*dst_zone)
+            )
+        }
+        AggKey::Undeclared { addr } => format!("undeclared-address|{addr}"),
+        AggKey::NewPath {
+            src_zone,
+            dst_zone,
+            proto,
+            dport,
+        } => format!(
+            "new-path|{}|{}|{}",
+            zname(*src_zone),
+            zname(*dst_zone),
+            service_name(*proto, *dport)
+        ),
+        AggKey::Gap { source, reason } => format!("visibility-gap|{source}|{reason}"),
+    }
 }
 
 /// A finding as its aggregate stands: bounded initiators, exact counts.
@@ -467,45 +556,7 @@ impl Analyzer {
         }
         let agg = self.aggs.entry(key).or_insert_with_key(|key| {
             let zname = |z: ZoneId| policy.zone(z).name.clone();
-            let id_text = match key {
-                AggKey::Path {
-                    kind,
-                    src_zone,
-                    dst_zone,
-                    dst,
-                    proto,
-                    dport,
-                } => format!(
-                    "{kind}|{}|{}|{dst}|{}",
-                    zname(*src_zone),
-                    zname(*dst_zone),
-                    service_name(*proto, *dport)
-                ),
-                AggKey::Blocked {
-                    initiator,
-                    src_zone,
-                    dst_zone,
-                } => {
-                    format!(
-                        "blocked-attempt|{initiator}|{}|{}",
-                        zname(*src_zone),
-                        zname(*dst_zone)
-                    )
-                }
-                AggKey::Undeclared { addr } => format!("undeclared-address|{addr}"),
-                AggKey::NewPath {
-                    src_zone,
-                    dst_zone,
-                    proto,
-                    dport,
-                } => format!(
-                    "new-path|{}|{}|{}",
-                    zname(*src_zone),
-                    zname(*dst_zone),
-                    service_name(*proto, *dport)
-                ),
-                AggKey::Gap { source, reason } => format!("visibility-gap|{source}|{reason}"),
-            };
+            let id_text = id_text(policy, key);
             let (src_zone, dst_zone, rule) = match key {
                 AggKey::Undeclared { .. } => (
                     "undeclared".to_string(),
@@ -550,37 +601,14 @@ impl Analyzer {
                 }
                 None => (None, None),
             };
-            Agg {
-                finding: Finding {
-                    id: stable_id(&id_text),
-                    kind,
-                    severity,
-                    src_zone,
-                    dst_zone,
-                    dst: None,
-                    proto: None,
-                    dport: None,
-                    service: None,
-                    initiators: Vec::new(),
-                    initiator_count: 0,
-                    hosts: 0,
-                    ports: 0,
-                    flows: 0,
-                    packets: 0,
-                    bytes: 0,
-                    answered: 0,
-                    confidence: Confidence::Low,
-                    first: Timestamp(i64::MAX),
-                    last: Timestamp(i64::MIN),
-                    rule,
-                    suppressed,
-                    expired_suppression,
-                    evidence: Vec::new(),
-                },
-                initiator_bytes: HashMap::new(),
-                hosts: HashSet::new(),
-                services: HashSet::new(),
-            }
+            Agg::new(
+                stable_id(&id_text),
+                kind,
+                severity,
+                (src_zone, dst_zone),
+                rule,
+                (suppressed, expired_suppression),
+            )
         });
         let f = &mut agg.finding;
         f.severity = f.severity.max(severity);
@@ -617,36 +645,18 @@ impl Analyzer {
         if !self.aggs.contains_key(&key) {
             self.new_keys.push(key.clone());
         }
-        let agg = self.aggs.entry(key).or_insert_with(|| Agg {
-            finding: Finding {
-                id: stable_id(&format!("visibility-gap|{source}|{reason}")),
-                kind: FindingKind::VisibilityGap,
-                severity: Severity::Medium,
-                src_zone: source.to_string(),
-                dst_zone: reason.to_string(),
-                dst: None,
-                proto: None,
-                dport: None,
-                service: None,
-                initiators: Vec::new(),
-                initiator_count: 0,
-                hosts: 0,
-                ports: 0,
-                flows: 0,
-                packets: 0,
-                bytes: 0,
-                answered: 0,
-                confidence: Confidence::High,
-                first: at,
-                last: at,
-                rule: String::new(),
-                suppressed: None,
-                expired_suppression: None,
-                evidence: Vec::new(),
-            },
-            initiator_bytes: HashMap::new(),
-            hosts: HashSet::new(),
-            services: HashSet::new(),
+        let id = stable_id(&id_text(&self.policy, &key));
+        let agg = self.aggs.entry(key).or_insert_with(|| {
+            let mut agg = Agg::new(
+                id,
+                FindingKind::VisibilityGap,
+                Severity::Medium,
+                (source.to_string(), reason.to_string()),
+                String::new(),
+                (None, None),
+            );
+            agg.finding.confidence = Confidence::High;
+            agg
         });
         let f = &mut agg.finding;
         f.rule = detail;
