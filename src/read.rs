@@ -211,7 +211,7 @@ pub fn read_all(
                 continue;
             }
             let opened = match file {
-                Some(p) => CaptureReader::open(p),
+                Some(p) => CaptureReader::open_shared(p),
                 None => CaptureReader::from_reader(Box::new(io::stdin()), "stdin"),
             };
             let mut reader = match opened {

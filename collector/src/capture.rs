@@ -30,6 +30,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::chunks::{self, ChunkFeed};
 use crate::time::Timestamp;
 
 /// Largest captured length accepted in a pcap record (4 × 256 KiB, above
@@ -271,6 +272,8 @@ enum State {
 /// Streaming reader of pcap and pcapng captures (see the module docs).
 pub struct CaptureReader {
     src: Box<dyn Read + Send>,
+    /// Set when the file is read through a [`ChunkFeed`] (then `src` is unused).
+    feed: Option<Arc<ChunkFeed>>,
     consumed: Arc<AtomicU64>,
     buf: Vec<u8>,
     /// Unread bytes are `buf[start..end]`.
@@ -307,6 +310,52 @@ impl CaptureReader {
         CaptureReader::from_reader(Box::new(file), &path.display().to_string())
     }
 
+    /// Opens a capture file like [`CaptureReader::open`], read through a
+    /// [`ChunkFeed`] when it is an uncompressed regular file, so that other
+    /// threads can share the copying ([`CaptureReader::feed`]). The file is
+    /// read up to the size it had when opened.
+    pub fn open_shared(path: &Path) -> Result<CaptureReader, CaptureError> {
+        let mut file = File::open(path).map_err(|e| io_error(e, 0, 0))?;
+        let name = path.display().to_string();
+        let meta = file.metadata().map_err(|e| io_error(e, 0, 0))?;
+        let mut magic = [0u8; 2];
+        let plain = meta.is_file()
+            && file.read_exact(&mut magic).is_ok()
+            && magic != [0x1F, 0x8B]
+            && io::Seek::rewind(&mut file).is_ok();
+        if !plain {
+            return CaptureReader::open(path);
+        }
+        let mut r = CaptureReader {
+            src: Box::new(io::empty()),
+            feed: Some(Arc::new(ChunkFeed::new(file, meta.len()))),
+            consumed: Arc::new(AtomicU64::new(0)),
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            done: false,
+            format: Format::Pcapng,
+            state: State::Pcapng {
+                big_endian: false,
+                interfaces: Vec::new(),
+                last_ts: Timestamp(0),
+            },
+            packet: 0,
+            warnings: CaptureWarnings::default(),
+            name,
+        };
+        r.read_file_header()?;
+        Ok(r)
+    }
+
+    /// The chunk feed of a reader from [`CaptureReader::open_shared`]: a
+    /// thread with time to spare calls [`ChunkFeed::copy_ahead`] on it.
+    pub fn feed(&self) -> Option<Arc<ChunkFeed>> {
+        self.feed.clone()
+    }
+
     /// Reads a capture from any stream (stdin, a socket, a decompressor, ...);
     /// gzip is detected and decompressed here too. `name` is kept for
     /// messages ([`CaptureReader::name`]).
@@ -340,6 +389,7 @@ impl CaptureReader {
         };
         let mut r = CaptureReader {
             src,
+            feed: None,
             consumed,
             buf: vec![0; FIRST_BUFFER_LEN],
             start: 0,
@@ -379,6 +429,9 @@ impl CaptureReader {
     /// Bytes read so far from the underlying reader (compressed bytes for
     /// gzip), for progress reporting.
     pub fn bytes_consumed(&self) -> u64 {
+        if self.feed.is_some() {
+            return self.offset();
+        }
         self.consumed.load(Ordering::Relaxed)
     }
 
@@ -425,12 +478,15 @@ impl CaptureReader {
 
     /// Offset in the decompressed stream of the next unread byte.
     fn offset(&self) -> u64 {
-        self.base + u64::try_from(self.start).unwrap_or(0)
+        // Wrapping: with a chunk feed, `base` is the offset of the chunk
+        // minus its headroom, below 0 for the first chunk.
+        self.base
+            .wrapping_add(u64::try_from(self.start).unwrap_or(0))
     }
 
     /// Offset of the end of the data read so far (where a cut file ends).
     fn end_offset(&self) -> u64 {
-        self.base + u64::try_from(self.end).unwrap_or(0)
+        self.base.wrapping_add(u64::try_from(self.end).unwrap_or(0))
     }
 
     fn available(&self) -> &[u8] {
@@ -460,6 +516,9 @@ impl CaptureReader {
     /// [`CaptureReader::fill`] when the buffer runs short: reads more.
     #[inline(never)]
     fn refill(&mut self, need: usize) -> Result<bool, CaptureError> {
+        if let Some(feed) = self.feed.clone() {
+            return self.refill_from(&feed, need);
+        }
         while self.end - self.start < need {
             if self.eof {
                 return Ok(false);
@@ -475,6 +534,73 @@ impl CaptureReader {
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(io_error(e, self.packet + 1, self.end_offset())),
+            }
+        }
+        Ok(true)
+    }
+
+    /// [`CaptureReader::refill`] from a chunk feed: the unread bytes move
+    /// into the next chunk's headroom (or, for a record longer than that,
+    /// into a buffer of its own that grows with it).
+    fn refill_from(&mut self, feed: &ChunkFeed, need: usize) -> Result<bool, CaptureError> {
+        while self.end - self.start < need {
+            if self.eof {
+                return Ok(false);
+            }
+            let chunk = match feed.take() {
+                None => {
+                    self.eof = true;
+                    continue;
+                }
+                Some(Ok(c)) => c,
+                Some(Err(e)) => return Err(io_error(e, self.packet + 1, self.end_offset())),
+            };
+            let Some(data) = chunk.buf.get(chunks::HEAD..chunks::HEAD + chunk.len) else {
+                continue;
+            };
+            if chunk.len == 0 {
+                // The file shrank after it was opened.
+                self.eof = true;
+                feed.give_back(chunk.buf);
+                continue;
+            }
+            let tail = self.end - self.start;
+            let chunk_offset = u64::try_from(chunks::HEAD).unwrap_or(0);
+            if tail <= chunks::HEAD {
+                let mut next = chunk.buf;
+                if let (Some(dst), Some(src)) = (
+                    next.get_mut(chunks::HEAD - tail..chunks::HEAD),
+                    self.buf.get(self.start..self.end),
+                ) {
+                    dst.copy_from_slice(src);
+                }
+                feed.give_back(std::mem::replace(&mut self.buf, next));
+                self.base = chunk.offset.wrapping_sub(chunk_offset);
+                self.start = chunks::HEAD - tail;
+                self.end = chunks::HEAD + chunk.len;
+            } else {
+                // A record longer than the headroom: gather it on its own.
+                let mut own = if self.buf.capacity() >= chunks::HEAD + chunks::CHUNK {
+                    let own = self
+                        .buf
+                        .get(self.start..self.end)
+                        .unwrap_or_default()
+                        .to_vec();
+                    feed.give_back(std::mem::take(&mut self.buf));
+                    own
+                } else {
+                    let mut own = std::mem::take(&mut self.buf);
+                    own.truncate(self.end);
+                    own.drain(..self.start);
+                    own
+                };
+                own.reserve(need.saturating_sub(tail));
+                own.extend_from_slice(data);
+                feed.give_back(chunk.buf);
+                self.base = chunk.offset.wrapping_sub(u64::try_from(tail).unwrap_or(0));
+                self.start = 0;
+                self.end = own.len();
+                self.buf = own;
             }
         }
         Ok(true)
@@ -1414,6 +1540,68 @@ mod tests {
         assert!(err.is_none());
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[1].5, big);
+    }
+
+    /// A file read through a chunk feed gives the records, counters and
+    /// error of a plain stream: records cut by chunk boundaries, records
+    /// longer than the headroom and than a chunk, a file cut inside a record,
+    /// with and without another thread copying ahead.
+    #[test]
+    fn chunk_feed_gives_the_records_of_a_stream() {
+        let sizes = [
+            60,
+            1514,
+            crate::chunks::HEAD + 5,
+            crate::chunks::CHUNK + 77,
+            3 * crate::chunks::CHUNK,
+            9000,
+        ];
+        let mut f = shb(false, 1);
+        f.extend(idb(false, 1, 0, &[]));
+        for i in 0..400u64 {
+            let n = sizes[usize::try_from(i).unwrap() % sizes.len()] + usize::try_from(i).unwrap();
+            let data: Vec<u8> = (0..n)
+                .map(|j| u8::try_from((j + n) % 251).unwrap())
+                .collect();
+            f.extend(epb(false, 0, i, &data, u32::try_from(n).unwrap()));
+        }
+        for cut in [f.len(), f.len() - 1000] {
+            let bytes = f.get(..cut).unwrap().to_vec();
+            let mut stream = reader(bytes.clone()).unwrap();
+            let want = read_all(&mut stream);
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &bytes).unwrap();
+            for helper in [false, true] {
+                let mut r = CaptureReader::open_shared(file.path()).unwrap();
+                let feed = r.feed().expect("a regular file is read through a feed");
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let copier = helper.then(|| {
+                    let stop = Arc::clone(&stop);
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            feed.copy_ahead();
+                        }
+                    })
+                });
+                let got = read_all(&mut r);
+                stop.store(true, Ordering::Relaxed);
+                if let Some(c) = copier {
+                    c.join().unwrap();
+                }
+                assert_eq!(got.0.len(), want.0.len(), "cut at {cut}, helper {helper}");
+                assert!(
+                    got.0 == want.0,
+                    "records differ (cut at {cut}, helper {helper})"
+                );
+                assert_eq!(
+                    got.1.map(|e| e.to_string()),
+                    want.1.as_ref().map(|e| e.to_string())
+                );
+                if cut == f.len() {
+                    assert_eq!(r.bytes_consumed(), u64::try_from(cut).unwrap());
+                }
+            }
+        }
     }
 
     /// Returns at most 3 bytes per read, to exercise refilling.

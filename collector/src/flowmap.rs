@@ -49,6 +49,11 @@ impl<K: std::hash::Hash + Eq, V> FlowMap<K, V> {
         self.hasher.hash_one(key)
     }
 
+    /// The hasher, to work out hashes of keys elsewhere.
+    pub(crate) fn hasher(&self) -> &foldhash::fast::RandomState {
+        &self.hasher
+    }
+
     fn mask(&self) -> usize {
         self.index.len().wrapping_sub(1)
     }

@@ -14,7 +14,7 @@ use crate::exports::{ExportDecoder, ExporterRange, Outcome};
 use crate::packet::{DecodeError, Decoded, Layer, PacketInfo, decode};
 use crate::record::FlowRecord;
 use crate::stitch::Stitcher;
-use crate::table::{FlowTable, Ingested, SourceId, TableConfig};
+use crate::table::{FlowTable, Ingested, Keyed, SourceId, TableConfig};
 use crate::time::Timestamp;
 
 /// One input as the user named it.
@@ -294,34 +294,40 @@ pub fn read_capture(
     Ok(())
 }
 
-/// Decoded frames passed from the reading thread to the tables: IP packets,
-/// and the export records found between them.
+/// Decoded frames passed from the reading thread to the tables: ordinary
+/// packets already keyed, and between them the packets the table keys
+/// itself and the export records found.
 #[derive(Default)]
 struct Batch {
-    packets: Vec<(Timestamp, PacketInfo)>,
-    /// Export records, each after the first `.0` packets of the batch.
-    exports: Vec<(usize, Timestamp, ExportRecord)>,
+    keyed: Vec<Keyed>,
+    /// Each after the first `.0` keyed packets of the batch.
+    others: Vec<(usize, Other)>,
+}
+
+enum Other {
+    Packet(Timestamp, PacketInfo),
+    Export(Timestamp, ExportRecord),
 }
 
 impl Batch {
     fn with_capacity(n: usize) -> Batch {
         Batch {
-            packets: Vec::with_capacity(n),
-            exports: Vec::new(),
+            keyed: Vec::with_capacity(n),
+            others: Vec::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.packets.len() + self.exports.len()
+        self.keyed.len() + self.others.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.packets.is_empty() && self.exports.is_empty()
+        self.keyed.is_empty() && self.others.is_empty()
     }
 
     fn clear(&mut self) {
-        self.packets.clear();
-        self.exports.clear();
+        self.keyed.clear();
+        self.others.clear();
     }
 }
 
@@ -341,12 +347,14 @@ pub fn read_capture_pipelined(
     on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
     on_progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), CaptureError> {
+    let feed = reader.feed();
     let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES);
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Batch>(BATCHES + 2);
     for _ in 0..BATCHES + 2 {
         // Cannot fail: the channel has room for all of them.
         let _ = empty_tx.try_send(Batch::with_capacity(BATCH));
     }
+    let keyer = engine.table.keyer(source.table);
     // The reading thread owns the export decoder, this thread the tables.
     let Engine {
         table,
@@ -370,13 +378,21 @@ pub fn read_capture_pipelined(
                     };
                     local.packets += 1;
                     if let Some(info) = frame_items(&pkt, exports_dec, &mut local, &mut records) {
-                        batch.packets.push((pkt.ts, info));
+                        match keyer.key(pkt.ts, &info) {
+                            Some(k) => batch.keyed.push(k),
+                            None => {
+                                let at = batch.keyed.len();
+                                batch.others.push((at, Other::Packet(pkt.ts, info)));
+                            }
+                        }
                     }
                     if !records.is_empty() {
-                        let at = batch.packets.len();
-                        batch
-                            .exports
-                            .extend(records.drain(..).map(|rec| (at, pkt.ts, rec)));
+                        let at = batch.keyed.len();
+                        batch.others.extend(
+                            records
+                                .drain(..)
+                                .map(|rec| (at, Other::Export(pkt.ts, rec))),
+                        );
                     }
                     if batch.len() >= BATCH {
                         let next = empty_rx
@@ -397,21 +413,39 @@ pub fn read_capture_pipelined(
             (local, result)
         });
         let mut out = Vec::new();
-        for mut batch in full_rx.iter() {
+        loop {
+            // Waiting for the reader: copy the file ahead for it instead.
+            let mut batch = match full_rx.try_recv() {
+                Ok(b) => b,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    if feed.as_ref().is_some_and(|f| f.copy_ahead()) {
+                        continue;
+                    }
+                    match full_rx.recv() {
+                        Ok(b) => b,
+                        Err(_) => break,
+                    }
+                }
+            };
             let mut done = 0;
-            for (at, ts, rec) in &batch.exports {
-                if let Some(run) = batch.packets.get(done..*at) {
-                    table.ingest_batch(source.table, run, &mut out);
+            for (at, other) in &batch.others {
+                if let Some(run) = batch.keyed.get(done..*at) {
+                    table.ingest_keyed(source.table, run, &mut out);
                 }
                 done = *at;
-                if unidirectional {
-                    out.push(stitcher.as_exported(source.stitcher, rec));
-                } else {
-                    stitcher.ingest(source.stitcher, rec, *ts, &mut out);
+                match other {
+                    Other::Packet(ts, pkt) => {
+                        table.ingest(source.table, *ts, pkt, &mut out);
+                    }
+                    Other::Export(_, rec) if unidirectional => {
+                        out.push(stitcher.as_exported(source.stitcher, rec));
+                    }
+                    Other::Export(ts, rec) => stitcher.ingest(source.stitcher, rec, *ts, &mut out),
                 }
             }
-            if let Some(run) = batch.packets.get(done..) {
-                table.ingest_batch(source.table, run, &mut out);
+            if let Some(run) = batch.keyed.get(done..) {
+                table.ingest_keyed(source.table, run, &mut out);
             }
             if !out.is_empty() {
                 on_flows(&mut out);

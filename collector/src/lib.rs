@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 pub mod capture;
+pub mod chunks;
 pub mod community_id;
 pub mod export;
 pub mod exports;

@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 
 use crate::community_id::{ICMP_REQUEST_REPLY, ICMPV6_REQUEST_REPLY};
 use crate::flowmap::FlowMap;
-use crate::packet::{Fragment, PacketInfo, Vlans, ip_proto, tcp_flags};
+use crate::packet::{Fragment, IcmpInfo, PacketInfo, Vlans, ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
 use crate::services::is_service_port;
 use crate::time::Timestamp;
@@ -187,22 +187,115 @@ pub struct FlowTable {
     stats: TableStats,
     /// The flow the last packet went into (for [`FlowTable::current`]).
     last_key: Option<FlowKey>,
-    /// Keys of a batch (kept to reuse the allocation).
-    preps: Vec<Prepared>,
     /// Where in the table an unfinished sweep goes on.
     sweep_at: usize,
 }
 
-/// A packet's key, worked out ahead of the lookup.
-struct Prepared {
+/// A packet as the table counts it: its flow key worked out (ahead of the
+/// lookup, possibly on another thread, see [`Keyer`]) and the fields counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed {
     key: FlowKey,
     /// The key's hash in the table.
     hash: u64,
+    ts: Timestamp,
+    ip_len: u32,
+    payload_len: u32,
+    tcp_flags: u8,
+    /// Whether the packet's source is the key's `lo` end.
     src_is_lo: bool,
-    /// Ports as used in the key (ICMP: type and code, or echo id).
-    sport: u16,
-    dport: u16,
-    vlan: u16,
+}
+
+impl Keyed {
+    /// The packet's ports as used in the key (ICMP: type and code, or echo id).
+    fn ports(&self) -> (u16, u16) {
+        if self.src_is_lo {
+            (self.key.lo_port, self.key.hi_port)
+        } else {
+            (self.key.hi_port, self.key.lo_port)
+        }
+    }
+}
+
+/// Works out the keys of a source's ordinary packets away from the table
+/// (see [`FlowTable::keyer`]), so that a reading thread can take that work.
+#[derive(Clone)]
+pub struct Keyer {
+    hasher: foldhash::fast::RandomState,
+    source: SourceId,
+}
+
+impl Keyer {
+    /// The packet keyed for [`FlowTable::ingest_keyed`], or `None` when its
+    /// key needs the table (VLAN tags, fragments, ICMP): pass it to
+    /// [`FlowTable::ingest`] then.
+    #[inline]
+    pub fn key(&self, ts: Timestamp, pkt: &PacketInfo) -> Option<Keyed> {
+        if !pkt.vlan.as_slice().is_empty()
+            || pkt.fragment != Fragment::None
+            || pkt.proto == ip_proto::ICMP
+            || pkt.proto == ip_proto::ICMPV6
+        {
+            return None;
+        }
+        let (key, src_is_lo) = flow_key(self.source, 0, pkt);
+        Some(Keyed {
+            hash: std::hash::BuildHasher::hash_one(&self.hasher, key),
+            key,
+            ts,
+            ip_len: pkt.ip_len,
+            payload_len: pkt.payload_len,
+            tcp_flags: pkt.tcp_flags,
+            src_is_lo,
+        })
+    }
+}
+
+/// A packet's biflow key and whether its source is the key's `lo` end;
+/// `vlan` is the table's number for its VLAN stack. A later fragment's key
+/// is settled when counted.
+fn flow_key(source: SourceId, vlan: u16, pkt: &PacketInfo) -> (FlowKey, bool) {
+    let (src, v6) = addr_bytes(pkt.src);
+    let (dst, _) = addr_bytes(pkt.dst);
+    let is_icmp = pkt.proto == ip_proto::ICMP || pkt.proto == ip_proto::ICMPV6;
+    let icmp_v6 = pkt.proto == ip_proto::ICMPV6;
+
+    // Ports used in the key.
+    let (sport, dport) = if is_icmp {
+        match pkt.icmp {
+            Some(i) if is_icmp_echo(icmp_v6, i.icmp_type) => {
+                let id = i.echo_id.unwrap_or(0);
+                (id, id)
+            }
+            Some(i) => {
+                let t =
+                    u16::from(icmp_request_of_reply(icmp_v6, i.icmp_type).unwrap_or(i.icmp_type));
+                let tc = t << 8 | u16::from(i.code);
+                (tc, tc)
+            }
+            None => (0, 0),
+        }
+    } else {
+        (pkt.sport, pkt.dport)
+    };
+    // (src, sport) <= (dst, dport), the addresses compared as big-endian numbers.
+    let src_is_lo = (u128::from_be_bytes(src), sport) <= (u128::from_be_bytes(dst), dport);
+    let (lo, hi, lo_port, hi_port) = if src_is_lo {
+        (src, dst, sport, dport)
+    } else {
+        (dst, src, dport, sport)
+    };
+    let key = FlowKey {
+        lo,
+        hi,
+        lo_port,
+        hi_port,
+        proto: pkt.proto,
+        v6,
+        vlan,
+        source: source.0,
+    };
+    (key, src_is_lo)
 }
 
 /// An address as 16 bytes (IPv4 in the first 4) and whether it is IPv6.
@@ -259,7 +352,6 @@ impl FlowTable {
         FlowTable {
             config,
             flows: FlowMap::new(),
-            preps: Vec::new(),
             sweep_at: 0,
             fragments: HashMap::new(),
             sources: Vec::new(),
@@ -319,112 +411,61 @@ impl FlowTable {
         pkt: &PacketInfo,
         out: &mut Vec<FlowRecord>,
     ) -> Ingested {
-        let prep = self.prepare(source, pkt);
-        self.count::<true>(source, ts, pkt, &prep, out)
+        let vlan = self.vlan_id(pkt.vlan);
+        let (key, src_is_lo) = flow_key(source, vlan, pkt);
+        let keyed = Keyed {
+            hash: self.flows.hash(&key),
+            key,
+            ts,
+            ip_len: pkt.ip_len,
+            payload_len: pkt.payload_len,
+            tcp_flags: pkt.tcp_flags,
+            src_is_lo,
+        };
+        self.count::<true>(source, &keyed, Some(pkt), out)
     }
 
-    /// Counts a run of packets, as [`FlowTable::ingest`] on each in turn
-    /// would (same flows, same records in the same order), faster: the keys
-    /// are worked out first, then each packet's index slot and flow are
+    /// Keys packets of `source` for [`FlowTable::ingest_keyed`], on any thread.
+    pub fn keyer(&self, source: SourceId) -> Keyer {
+        Keyer {
+            hasher: self.flows.hasher().clone(),
+            source,
+        }
+    }
+
+    /// Counts a run of packets keyed by [`FlowTable::keyer`], as
+    /// [`FlowTable::ingest`] on each in turn would (same flows, same records
+    /// in the same order), faster: each packet's index slot and flow are
     /// prefetched a few packets ahead. [`FlowTable::current`] is not kept.
-    pub fn ingest_batch(
-        &mut self,
-        source: SourceId,
-        packets: &[(Timestamp, PacketInfo)],
-        out: &mut Vec<FlowRecord>,
-    ) {
+    pub fn ingest_keyed(&mut self, source: SourceId, packets: &[Keyed], out: &mut Vec<FlowRecord>) {
         /// Packets between an entry's prefetch and its use (and again between
         /// the index slot's prefetch and the entry's).
         const AHEAD: usize = 6;
         self.last_key = None;
-        let mut preps = std::mem::take(&mut self.preps);
-        preps.clear();
-        preps.extend(packets.iter().map(|(_, p)| self.prepare(source, p)));
-        for (i, ((ts, pkt), prep)) in packets.iter().zip(&preps).enumerate() {
-            if let Some(p) = preps.get(i + 2 * AHEAD) {
+        for (i, k) in packets.iter().enumerate() {
+            if let Some(p) = packets.get(i + 2 * AHEAD) {
                 self.flows.prefetch_slot(p.hash);
             }
-            if let Some(p) = preps.get(i + AHEAD) {
+            if let Some(p) = packets.get(i + AHEAD) {
                 self.flows.prefetch_entry(p.hash);
             }
-            self.count::<false>(source, *ts, pkt, prep, out);
-        }
-        self.preps = preps;
-    }
-
-    /// The key of a packet, as far as it can be known before the packets
-    /// ahead of it are counted (a later fragment's is settled when counted).
-    fn prepare(&mut self, source: SourceId, pkt: &PacketInfo) -> Prepared {
-        let (src, v6) = addr_bytes(pkt.src);
-        let (dst, _) = addr_bytes(pkt.dst);
-        let vlan = self.vlan_id(pkt.vlan);
-        let is_icmp = pkt.proto == ip_proto::ICMP || pkt.proto == ip_proto::ICMPV6;
-        let icmp_v6 = pkt.proto == ip_proto::ICMPV6;
-
-        // Ports used in the key.
-        let (sport, dport) = if is_icmp {
-            match pkt.icmp {
-                Some(i) if is_icmp_echo(icmp_v6, i.icmp_type) => {
-                    let id = i.echo_id.unwrap_or(0);
-                    (id, id)
-                }
-                Some(i) => {
-                    let t = u16::from(
-                        icmp_request_of_reply(icmp_v6, i.icmp_type).unwrap_or(i.icmp_type),
-                    );
-                    let tc = t << 8 | u16::from(i.code);
-                    (tc, tc)
-                }
-                None => (0, 0),
-            }
-        } else {
-            (pkt.sport, pkt.dport)
-        };
-        // (src, sport) <= (dst, dport), the addresses compared as big-endian numbers.
-        let src_is_lo = (u128::from_be_bytes(src), sport) <= (u128::from_be_bytes(dst), dport);
-        let key = if src_is_lo {
-            FlowKey {
-                lo: src,
-                hi: dst,
-                lo_port: sport,
-                hi_port: dport,
-                proto: pkt.proto,
-                v6,
-                vlan,
-                source: source.0,
-            }
-        } else {
-            FlowKey {
-                lo: dst,
-                hi: src,
-                lo_port: dport,
-                hi_port: sport,
-                proto: pkt.proto,
-                v6,
-                vlan,
-                source: source.0,
-            }
-        };
-        Prepared {
-            hash: self.flows.hash(&key),
-            key,
-            src_is_lo,
-            sport,
-            dport,
-            vlan,
+            self.count::<false>(source, k, None, out);
         }
     }
 
-    /// Counts one packet whose key was prepared. `ID`: work out the flow id
-    /// and remember the flow for [`FlowTable::current`] (single packets).
+    /// Counts one keyed packet; `pkt` is the whole packet when its key needed
+    /// the table (fragments and ICMP errors are only handled then). `ID`: work
+    /// out the flow id and remember the flow for [`FlowTable::current`]
+    /// (single packets).
     fn count<const ID: bool>(
         &mut self,
         source: SourceId,
-        ts: Timestamp,
-        pkt: &PacketInfo,
-        prep: &Prepared,
+        prep: &Keyed,
+        pkt: Option<&PacketInfo>,
         out: &mut Vec<FlowRecord>,
     ) -> Ingested {
+        let ts = prep.ts;
+        let proto = prep.key.proto;
         if ts > self.now {
             self.now = ts;
             if ts >= self.next_sweep {
@@ -438,23 +479,24 @@ impl FlowTable {
                 };
             }
         }
-        let Prepared {
-            sport, dport, vlan, ..
-        } = *prep;
-        let is_icmp = pkt.proto == ip_proto::ICMP || pkt.proto == ip_proto::ICMPV6;
+        let (sport, dport) = prep.ports();
+        let vlan = prep.key.vlan;
+        let is_icmp = proto == ip_proto::ICMP || proto == ip_proto::ICMPV6;
+        let fragment = pkt.map_or(Fragment::None, |p| p.fragment);
+        let icmp = pkt.and_then(|p| p.icmp);
 
         // Later fragments are counted into the flow of their first fragment.
         let mut key = &prep.key;
         let mut hash = prep.hash;
         let mut src_is_lo = prep.src_is_lo;
         let frag_key;
-        match pkt.fragment {
-            Fragment::Later { ident } => {
+        match (fragment, pkt) {
+            (Fragment::Later { ident }, Some(pkt)) => {
                 let fk = FragKey {
                     src: addr_bytes(pkt.src).0,
                     dst: addr_bytes(pkt.dst).0,
                     ident,
-                    proto: pkt.proto,
+                    proto,
                     source: source.0,
                 };
                 if let Some(e) = self.fragments.get_mut(&fk) {
@@ -467,7 +509,7 @@ impl FlowTable {
                     self.stats.orphan_fragments += 1;
                 }
             }
-            Fragment::First { ident } => {
+            (Fragment::First { ident }, Some(pkt)) => {
                 if self.fragments.len() >= MAX_FRAGMENT_ENTRIES {
                     self.fragments.clear();
                 }
@@ -475,7 +517,7 @@ impl FlowTable {
                     src: addr_bytes(pkt.src).0,
                     dst: addr_bytes(pkt.dst).0,
                     ident,
-                    proto: pkt.proto,
+                    proto,
                     source: source.0,
                 };
                 self.fragments.insert(
@@ -487,11 +529,11 @@ impl FlowTable {
                     },
                 );
             }
-            Fragment::None => {}
+            _ => {}
         }
 
-        let syn = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN != 0;
-        let ack = pkt.tcp_flags & tcp_flags::ACK != 0;
+        let syn = proto == ip_proto::TCP && prep.tcp_flags & tcp_flags::SYN != 0;
+        let ack = prep.tcp_flags & tcp_flags::ACK != 0;
 
         // Room for a new flow: only checked when full, so the common path
         // does one lookup.
@@ -518,7 +560,7 @@ impl FlowTable {
                 let i = flows.insert_new(
                     hash,
                     *key,
-                    start_flow(key, src_is_lo, sport, dport, pkt, ts),
+                    start_flow(key, src_is_lo, sport, dport, prep.tcp_flags, icmp, ts),
                 );
                 flows.entry_mut(i)
             }
@@ -537,7 +579,7 @@ impl FlowTable {
                 || flow.status & (FIN_FWD | FIN_BACK) == FIN_FWD | FIN_BACK;
             if expired(config, key, flow, ts) || (syn && !ack && closed) {
                 out.push(make_record(sources, vlans, key, flow));
-                *flow = start_flow(key, src_is_lo, sport, dport, pkt, ts);
+                *flow = start_flow(key, src_is_lo, sport, dport, prep.tcp_flags, icmp, ts);
                 new = true;
             } else if flow.first.plus_secs(config.active_secs) <= ts
                 || flow.packets.contains(&u32::MAX)
@@ -556,16 +598,16 @@ impl FlowTable {
         }
         let dir = usize::from(src_is_lo != flow.init_lo);
         flow.packets[dir] += 1;
-        flow.bytes[dir] += u64::from(pkt.ip_len);
-        flow.flags[dir] |= pkt.tcp_flags;
+        flow.bytes[dir] += u64::from(prep.ip_len);
+        flow.flags[dir] |= prep.tcp_flags;
         if ts > flow.last {
             flow.last = ts;
         }
         if ts < flow.first {
             flow.first = ts;
         }
-        if pkt.proto == ip_proto::TCP && !matches!(pkt.fragment, Fragment::Later { .. }) {
-            let f = pkt.tcp_flags;
+        if proto == ip_proto::TCP && !matches!(fragment, Fragment::Later { .. }) {
+            let f = prep.tcp_flags;
             if dir == 0 {
                 if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0 {
                     flow.status |= SYN_FWD;
@@ -582,7 +624,7 @@ impl FlowTable {
                 } else if f & tcp_flags::SYN == 0 && f != 0 {
                     flow.status |= ACK_BACK;
                 }
-                if pkt.payload_len > 0 && f & tcp_flags::RST == 0 {
+                if prep.payload_len > 0 && f & tcp_flags::RST == 0 {
                     flow.status |= PAYLOAD_BACK;
                 }
                 if f & tcp_flags::FIN != 0 {
@@ -602,7 +644,7 @@ impl FlowTable {
         stats.peak_live = stats.peak_live.max(flows.len());
 
         // An ICMP error rejects the flow it quotes.
-        if let Some(q) = pkt.icmp.and_then(|i| i.quoted)
+        if let Some(q) = icmp.and_then(|i| i.quoted)
             && is_icmp
         {
             self.mark_rejected(source, vlan, q.src, q.dst, q.proto, q.sport, q.dport);
@@ -826,14 +868,15 @@ fn start_flow(
     src_is_lo: bool,
     sport: u16,
     dport: u16,
-    pkt: &PacketInfo,
+    tcp_flags: u8,
+    icmp: Option<IcmpInfo>,
     ts: Timestamp,
 ) -> Flow {
     let v6 = key.v6;
     // Returns (sender is initiator, how decided).
-    let (sender_inits, by, icmp_dport) = match pkt.proto {
+    let (sender_inits, by, icmp_dport) = match key.proto {
         ip_proto::TCP => {
-            let f = pkt.tcp_flags;
+            let f = tcp_flags;
             if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0 {
                 (true, OrientedBy::Handshake, 0)
             } else if f & tcp_flags::SYN != 0 {
@@ -842,7 +885,7 @@ fn start_flow(
                 (port_rule(sport, dport), OrientedBy::ServicePort, 0)
             }
         }
-        ip_proto::ICMP | ip_proto::ICMPV6 => match pkt.icmp {
+        ip_proto::ICMP | ip_proto::ICMPV6 => match icmp {
             Some(i) if is_icmp_request(v6, i.icmp_type) => (
                 true,
                 if is_icmp_echo(v6, i.icmp_type) {
@@ -879,7 +922,7 @@ fn start_flow(
         }
     };
     let mut status = 0;
-    if pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0 {
+    if key.proto == ip_proto::TCP && tcp_flags & tcp_flags::SYN == 0 {
         status |= MID_STREAM;
     }
     Flow {

@@ -22,10 +22,15 @@ pub struct PathRun {
     pub error: Option<String>,
 }
 
-/// Reads `path` with the pipelined fast path or the single-threaded one;
-/// `None` when it is not a capture.
+/// Reads `path` with the pipelined fast path (through a chunk feed, as the
+/// command line does) or the single-threaded one (a plain stream); `None`
+/// when it is not a capture.
 pub fn run_path(path: &Path, config: &TableConfig, pipelined: bool) -> Option<PathRun> {
-    let mut reader = CaptureReader::open(path).ok()?;
+    let mut reader = if pipelined {
+        CaptureReader::open_shared(path).ok()?
+    } else {
+        CaptureReader::open(path).ok()?
+    };
     let mut engine = Engine::new(config.clone(), 1, Vec::new(), None);
     // The stitcher keeps the default limits: evicting, it picks flows in
     // its map's (random) order, so two runs of one path would differ.

@@ -1,0 +1,285 @@
+//! Reading a capture file in fixed chunks that any thread can copy.
+//!
+//! Copying a file out of the page cache costs about as much as decoding its
+//! packets. With [`ChunkFeed`], the reading thread takes chunk after chunk in
+//! file order, and a thread that would otherwise wait (the flow table, when
+//! it is ahead) copies the next chunks for it with positioned reads, so the
+//! copy is shared by whichever core has time. Memory stays bounded: at most
+//! [`SLOTS`] chunk buffers exist.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Bytes of the file per chunk (one positioned read: 128 KiB reads keep the
+/// kernel's copy in cache, see [`crate::capture`]).
+pub const CHUNK: usize = 128 * 1024;
+/// Room before a chunk's bytes for the unread end of the previous chunk (a
+/// record cut by the chunk boundary); longer records take a slower path.
+pub const HEAD: usize = 16 * 1024;
+/// Chunk buffers in all: the one being decoded, the previous one not yet
+/// handed back, and those copied ahead.
+const SLOTS: usize = 6;
+
+/// One chunk: `buf[HEAD..HEAD + len]` holds the file's bytes at `offset`.
+pub struct Chunk {
+    /// The buffer, `HEAD + CHUNK` bytes.
+    pub buf: Vec<u8>,
+    /// Bytes of the file in it (less than [`CHUNK`] at the end of the file).
+    pub len: usize,
+    /// File offset of `buf[HEAD]`.
+    pub offset: u64,
+}
+
+/// A capture file read chunk by chunk, the copies shared between threads.
+pub struct ChunkFeed {
+    file: File,
+    /// File size when opened: chunks are read up to there.
+    len: u64,
+    state: Mutex<State>,
+    copied: Condvar,
+}
+
+struct State {
+    /// Chunks claimed for copying (indices below this one).
+    claimed: u64,
+    /// Chunks handed to the reader.
+    taken: u64,
+    /// Chunks `taken..claimed`: `None` while a thread copies it.
+    ahead: VecDeque<Option<io::Result<Chunk>>>,
+    /// Buffers handed back.
+    free: Vec<Vec<u8>>,
+    /// Buffers allocated so far.
+    allocated: usize,
+}
+
+impl ChunkFeed {
+    /// A feed over `file`, whose size is `len`.
+    pub fn new(file: File, len: u64) -> ChunkFeed {
+        ChunkFeed {
+            file,
+            len,
+            state: Mutex::new(State {
+                claimed: 0,
+                taken: 0,
+                ahead: VecDeque::new(),
+                free: Vec::new(),
+                allocated: 0,
+            }),
+            copied: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent counters (each
+        // update is one statement): go on with them.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next chunk to copy and a buffer for it, if one is due and
+    /// `bounded` allows (the reader's own copy may go beyond [`SLOTS`]).
+    fn claim(&self, st: &mut State, bounded: bool) -> Option<(u64, Vec<u8>)> {
+        let chunk = u64::try_from(CHUNK).unwrap_or(u64::MAX);
+        if st.claimed.saturating_mul(chunk) >= self.len {
+            return None;
+        }
+        let buf = match st.free.pop() {
+            Some(b) => b,
+            None if st.allocated < SLOTS || !bounded => {
+                st.allocated += 1;
+                vec![0; HEAD + CHUNK]
+            }
+            None => return None,
+        };
+        let index = st.claimed;
+        st.claimed += 1;
+        Some((index, buf))
+    }
+
+    /// Copies chunk `index` into `buf`.
+    fn copy(&self, index: u64, mut buf: Vec<u8>) -> io::Result<Chunk> {
+        let offset = index * u64::try_from(CHUNK).unwrap_or(u64::MAX);
+        let want = usize::try_from(self.len.saturating_sub(offset))
+            .unwrap_or(CHUNK)
+            .min(CHUNK);
+        let mut len = 0;
+        buf.resize(HEAD + CHUNK, 0);
+        while len < want {
+            let Some(dst) = buf.get_mut(HEAD + len..HEAD + want) else {
+                break;
+            };
+            match read_at(&self.file, dst, offset + u64::try_from(len).unwrap_or(0)) {
+                // The file shrank since it was opened: the chunk ends here.
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Chunk { buf, len, offset })
+    }
+
+    /// Copies the next chunk ahead of the reader, if one is due and a buffer
+    /// is free; `false` when there is nothing to do. For a thread with time
+    /// to spare.
+    pub fn copy_ahead(&self) -> bool {
+        let (index, buf) = {
+            let mut st = self.lock();
+            if st.ahead.len() >= SLOTS - 2 {
+                return false;
+            }
+            let Some(claim) = self.claim(&mut st, true) else {
+                return false;
+            };
+            st.ahead.push_back(None);
+            claim
+        };
+        let chunk = self.copy(index, buf);
+        let mut st = self.lock();
+        let at = usize::try_from(index - st.taken).unwrap_or(usize::MAX);
+        if let Some(slot) = st.ahead.get_mut(at) {
+            *slot = Some(chunk);
+        }
+        drop(st);
+        self.copied.notify_all();
+        true
+    }
+
+    /// The next chunk in file order (copied here if no other thread has
+    /// started it, waited for if one has); `None` after the last.
+    pub fn take(&self) -> Option<io::Result<Chunk>> {
+        let mut st = self.lock();
+        loop {
+            match st.ahead.front() {
+                Some(Some(_)) => {
+                    st.taken += 1;
+                    return st.ahead.pop_front().flatten();
+                }
+                Some(None) => {
+                    st = self
+                        .copied
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                None => {
+                    let (index, buf) = self.claim(&mut st, false)?;
+                    st.taken += 1;
+                    drop(st);
+                    return Some(self.copy(index, buf));
+                }
+            }
+        }
+    }
+
+    /// Returns a chunk buffer for reuse (others are dropped).
+    pub fn give_back(&self, buf: Vec<u8>) {
+        if buf.capacity() >= HEAD + CHUNK {
+            let mut st = self.lock();
+            if st.free.len() < SLOTS {
+                st.free.push(buf);
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    fn feed(bytes: &[u8]) -> ChunkFeed {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        ChunkFeed::new(f, u64::try_from(bytes.len()).unwrap())
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect()
+    }
+
+    /// Chunks in order, whoever copied them, give back the file.
+    fn drain(f: &ChunkFeed) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Some(c) = f.take() {
+            let c = c.unwrap();
+            if c.len == 0 {
+                // The file shrank: the reader stops at an empty chunk.
+                break;
+            }
+            assert_eq!(c.offset, u64::try_from(all.len()).unwrap());
+            all.extend_from_slice(&c.buf[HEAD..HEAD + c.len]);
+            f.give_back(c.buf);
+        }
+        all
+    }
+
+    #[test]
+    fn chunks_in_order_reassemble_the_file() {
+        for n in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 17] {
+            let bytes = data(n);
+            assert_eq!(drain(&feed(&bytes)), bytes, "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn chunks_copied_ahead_come_in_order_and_memory_stays_bounded() {
+        let bytes = data(20 * CHUNK + 5);
+        let f = feed(&bytes);
+        let mut copied = 0;
+        while f.copy_ahead() {
+            copied += 1;
+        }
+        assert_eq!(copied, SLOTS - 2, "copies ahead stop at the bound");
+        assert_eq!(drain(&f), bytes);
+        assert!(
+            f.lock().allocated <= SLOTS,
+            "{} buffers",
+            f.lock().allocated
+        );
+    }
+
+    #[test]
+    fn a_second_thread_copying_ahead_changes_nothing() {
+        let bytes = data(64 * CHUNK + 99);
+        let f = Arc::new(feed(&bytes));
+        let helper = {
+            let f = Arc::clone(&f);
+            std::thread::spawn(move || {
+                let mut n = 0;
+                for _ in 0..100_000 {
+                    if f.copy_ahead() {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        };
+        assert_eq!(drain(&f), bytes);
+        let helped = helper.join().unwrap();
+        assert!(helped <= 65, "{helped}");
+    }
+
+    #[test]
+    fn a_file_shrunk_after_opening_ends_early() {
+        let bytes = data(3 * CHUNK);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        let f = ChunkFeed::new(file.try_clone().unwrap(), 3 * CHUNK as u64);
+        file.set_len(CHUNK as u64 + 10).unwrap();
+        assert_eq!(drain(&f), bytes[..CHUNK + 10]);
+    }
+}
