@@ -42,16 +42,21 @@ pub struct ChunkFeed {
 }
 
 struct State {
-    /// Chunks claimed for copying (indices below this one).
-    claimed: u64,
-    /// Chunks handed to the reader.
+    /// Chunk number of `ahead[0]`: the next one the reader takes.
     taken: u64,
-    /// Chunks `taken..claimed`: `None` while a thread copies it.
-    ahead: VecDeque<Option<io::Result<Chunk>>>,
+    /// The chunks from `taken` on that a helper has claimed or copied (and
+    /// those between, still unclaimed).
+    ahead: VecDeque<Slot>,
     /// Buffers handed back.
     free: Vec<Vec<u8>>,
     /// Buffers allocated so far.
     allocated: usize,
+}
+
+enum Slot {
+    Unclaimed,
+    Copying,
+    Ready(io::Result<Chunk>),
 }
 
 impl ChunkFeed {
@@ -61,7 +66,6 @@ impl ChunkFeed {
             file,
             len,
             state: Mutex::new(State {
-                claimed: 0,
                 taken: 0,
                 ahead: VecDeque::new(),
                 free: Vec::new(),
@@ -79,24 +83,22 @@ impl ChunkFeed {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The next chunk to copy and a buffer for it, if one is due and
-    /// `bounded` allows (the reader's own copy may go beyond [`SLOTS`]).
-    fn claim(&self, st: &mut State, bounded: bool) -> Option<(u64, Vec<u8>)> {
-        let chunk = u64::try_from(CHUNK).unwrap_or(u64::MAX);
-        if st.claimed.saturating_mul(chunk) >= self.len {
-            return None;
-        }
-        let buf = match st.free.pop() {
-            Some(b) => b,
+    /// Chunks in the file.
+    fn chunks(&self) -> u64 {
+        self.len.div_ceil(u64::try_from(CHUNK).unwrap_or(u64::MAX))
+    }
+
+    /// A buffer for a chunk; `bounded`: none beyond [`SLOTS`] (the reader's
+    /// own copy may go beyond, its buffers come back).
+    fn buffer(st: &mut State, bounded: bool) -> Option<Vec<u8>> {
+        match st.free.pop() {
+            Some(b) => Some(b),
             None if st.allocated < SLOTS || !bounded => {
                 st.allocated += 1;
-                vec![0; HEAD + CHUNK]
+                Some(vec![0; HEAD + CHUNK])
             }
-            None => return None,
-        };
-        let index = st.claimed;
-        st.claimed += 1;
-        Some((index, buf))
+            None => None,
+        }
     }
 
     /// Copies chunk `index` into `buf`.
@@ -122,51 +124,69 @@ impl ChunkFeed {
         Ok(Chunk { buf, len, offset })
     }
 
-    /// Copies the next chunk ahead of the reader, if one is due and a buffer
-    /// is free; `false` when there is nothing to do. For a thread with time
-    /// to spare.
+    /// Copies a chunk ahead of the reader, if one is due and a buffer is
+    /// free; `false` when there is nothing to do. For a thread with time to
+    /// spare. It never takes the chunk the reader needs next (the reader
+    /// would wait for it instead of copying it), only those after.
     pub fn copy_ahead(&self) -> bool {
         let (index, buf) = {
             let mut st = self.lock();
-            if st.ahead.len() >= SLOTS - 2 {
-                return false;
-            }
-            let Some(claim) = self.claim(&mut st, true) else {
+            let chunks = self.chunks();
+            let Some(pos) = (1..SLOTS - 2).find(|&p| {
+                st.taken + (p as u64) < chunks
+                    && st.ahead.get(p).is_none_or(|s| matches!(s, Slot::Unclaimed))
+            }) else {
                 return false;
             };
-            st.ahead.push_back(None);
-            claim
+            let Some(buf) = Self::buffer(&mut st, true) else {
+                return false;
+            };
+            while st.ahead.len() <= pos {
+                st.ahead.push_back(Slot::Unclaimed);
+            }
+            if let Some(slot) = st.ahead.get_mut(pos) {
+                *slot = Slot::Copying;
+            }
+            (st.taken + pos as u64, buf)
         };
         let chunk = self.copy(index, buf);
         let mut st = self.lock();
-        let at = usize::try_from(index - st.taken).unwrap_or(usize::MAX);
-        if let Some(slot) = st.ahead.get_mut(at) {
-            *slot = Some(chunk);
+        // The reader waits at a chunk being copied, so it is still ahead.
+        let pos = usize::try_from(index - st.taken).unwrap_or(usize::MAX);
+        if let Some(slot) = st.ahead.get_mut(pos) {
+            *slot = Slot::Ready(chunk);
         }
         drop(st);
         self.copied.notify_all();
         true
     }
 
-    /// The next chunk in file order (copied here if no other thread has
-    /// started it, waited for if one has); `None` after the last.
+    /// The next chunk in file order (copied here unless a helper has started
+    /// it, then waited for); `None` after the last.
     pub fn take(&self) -> Option<io::Result<Chunk>> {
         let mut st = self.lock();
         loop {
+            if st.taken >= self.chunks() {
+                return None;
+            }
             match st.ahead.front() {
-                Some(Some(_)) => {
-                    st.taken += 1;
-                    return st.ahead.pop_front().flatten();
-                }
-                Some(None) => {
+                Some(Slot::Copying) => {
                     st = self
                         .copied
                         .wait(st)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
-                None => {
-                    let (index, buf) = self.claim(&mut st, false)?;
+                Some(Slot::Ready(_)) => {
                     st.taken += 1;
+                    if let Some(Slot::Ready(chunk)) = st.ahead.pop_front() {
+                        return Some(chunk);
+                    }
+                }
+                Some(Slot::Unclaimed) | None => {
+                    st.ahead.pop_front();
+                    let index = st.taken;
+                    st.taken += 1;
+                    let buf = Self::buffer(&mut st, false).unwrap_or_default();
                     drop(st);
                     return Some(self.copy(index, buf));
                 }
@@ -243,7 +263,7 @@ mod tests {
         while f.copy_ahead() {
             copied += 1;
         }
-        assert_eq!(copied, SLOTS - 2, "copies ahead stop at the bound");
+        assert_eq!(copied, SLOTS - 3, "copies ahead stop at the bound");
         assert_eq!(drain(&f), bytes);
         assert!(
             f.lock().allocated <= SLOTS,
