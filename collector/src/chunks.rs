@@ -18,17 +18,27 @@ pub const CHUNK: usize = 128 * 1024;
 /// Room before a chunk's bytes for the unread end of the previous chunk (a
 /// record cut by the chunk boundary); longer records take a slower path.
 pub const HEAD: usize = 16 * 1024;
+/// Chunk data starts at a page boundary of its buffer, as the file's chunks
+/// do in the page cache: when the kernel copies to an address a few bytes
+/// past the source's page offset, loads wait on stores that seem to alias
+/// them (4 KiB aliasing), and reads run 3-4x slower (measured: 0.69 s instead
+/// of 0.18 s for the 1.2 GB benchmark capture).
+const PAGE: usize = 4096;
 /// Chunk buffers in all: the one being decoded, the previous one not yet
 /// handed back, and those copied ahead.
 const SLOTS: usize = 6;
+/// Bytes of a chunk buffer.
+const LEN: usize = HEAD + CHUNK + PAGE;
 
-/// One chunk: `buf[HEAD..HEAD + len]` holds the file's bytes at `offset`.
+/// One chunk: `buf[start..start + len]` holds the file's bytes at `offset`.
 pub struct Chunk {
-    /// The buffer, `HEAD + CHUNK` bytes.
+    /// The buffer, `HEAD + CHUNK + PAGE` bytes.
     pub buf: Vec<u8>,
+    /// Where the file's bytes start in `buf` (page-aligned, at least [`HEAD`]).
+    pub start: usize,
     /// Bytes of the file in it (less than [`CHUNK`] at the end of the file).
     pub len: usize,
-    /// File offset of `buf[HEAD]`.
+    /// File offset of `buf[start]`.
     pub offset: u64,
 }
 
@@ -95,7 +105,7 @@ impl ChunkFeed {
             Some(b) => Some(b),
             None if st.allocated < SLOTS || !bounded => {
                 st.allocated += 1;
-                Some(vec![0; HEAD + CHUNK])
+                Some(vec![0; LEN])
             }
             None => None,
         }
@@ -108,9 +118,11 @@ impl ChunkFeed {
             .unwrap_or(CHUNK)
             .min(CHUNK);
         let mut len = 0;
-        buf.resize(HEAD + CHUNK, 0);
+        buf.resize(LEN, 0);
+        let misaligned = (buf.as_ptr() as usize + HEAD) % PAGE;
+        let start = HEAD + (PAGE - misaligned) % PAGE;
         while len < want {
-            let Some(dst) = buf.get_mut(HEAD + len..HEAD + want) else {
+            let Some(dst) = buf.get_mut(start + len..start + want) else {
                 break;
             };
             match read_at(&self.file, dst, offset + u64::try_from(len).unwrap_or(0)) {
@@ -121,7 +133,12 @@ impl ChunkFeed {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Chunk { buf, len, offset })
+        Ok(Chunk {
+            buf,
+            start,
+            len,
+            offset,
+        })
     }
 
     /// Copies a chunk ahead of the reader, if one is due and a buffer is
@@ -196,7 +213,7 @@ impl ChunkFeed {
 
     /// Returns a chunk buffer for reuse (others are dropped).
     pub fn give_back(&self, buf: Vec<u8>) {
-        if buf.capacity() >= HEAD + CHUNK {
+        if buf.capacity() >= LEN {
             let mut st = self.lock();
             if st.free.len() < SLOTS {
                 st.free.push(buf);
@@ -241,7 +258,9 @@ mod tests {
                 break;
             }
             assert_eq!(c.offset, u64::try_from(all.len()).unwrap());
-            all.extend_from_slice(&c.buf[HEAD..HEAD + c.len]);
+            assert_eq!(c.buf[c.start..].as_ptr() as usize % PAGE, 0, "page-aligned");
+            assert!(c.start >= HEAD);
+            all.extend_from_slice(&c.buf[c.start..c.start + c.len]);
             f.give_back(c.buf);
         }
         all
