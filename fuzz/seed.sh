@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fills fuzz/corpus/<target>/ with seeds (the files are gitignored):
 #   capture_reader  every capture in ../shared/corpus/{pcap,malformed,netflow}
+#   chunk_feed      those under 256 KiB, after a byte that picks the chunk size
 #   packet_decoder  every frame of those captures, prefixed with the byte that
 #                   selects its link type (index in packet::linktype::SUPPORTED)
 #   zones_loader    every .toml under examples/
@@ -15,7 +16,7 @@ fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$fuzz_dir")
 shared=${1:-$root/../shared/corpus}
 
-for t in capture_reader packet_decoder zones_loader monitor_config; do
+for t in capture_reader chunk_feed packet_decoder zones_loader monitor_config; do
     mkdir -p "$fuzz_dir/corpus/$t"
 done
 
@@ -24,6 +25,9 @@ if [ -d "$shared" ]; then
         [ -d "$shared/$sub" ] || continue
         for f in "$shared/$sub"/*; do
             [ -f "$f" ] && cp "$f" "$fuzz_dir/corpus/capture_reader/$sub-$(basename "$f")"
+            if [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 262144 ]; then
+                { printf '\x15'; cat "$f"; } >"$fuzz_dir/corpus/chunk_feed/$sub-$(basename "$f")"
+            fi
         done
     done
     if command -v python3 >/dev/null; then

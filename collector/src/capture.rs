@@ -318,6 +318,12 @@ impl CaptureReader {
     /// threads can share the copying ([`CaptureReader::feed`]). The file is
     /// read up to the size it had when opened.
     pub fn open_shared(path: &Path) -> Result<CaptureReader, CaptureError> {
+        CaptureReader::open_shared_chunked(path, chunks::CHUNK)
+    }
+
+    /// [`CaptureReader::open_shared`] with chunks of `chunk` bytes: tests and
+    /// fuzzing use small ones, to cut records at every place.
+    pub fn open_shared_chunked(path: &Path, chunk: usize) -> Result<CaptureReader, CaptureError> {
         let mut file = File::open(path).map_err(|e| io_error(e, 0, 0))?;
         let name = path.display().to_string();
         let meta = file.metadata().map_err(|e| io_error(e, 0, 0))?;
@@ -331,7 +337,11 @@ impl CaptureReader {
         }
         let mut r = CaptureReader {
             src: Box::new(io::empty()),
-            feed: Some(Arc::new(ChunkFeed::new(file, meta.len()))),
+            feed: Some(Arc::new(ChunkFeed::with_chunk_size(
+                file,
+                meta.len(),
+                chunk,
+            ))),
             consumed: Arc::new(AtomicU64::new(0)),
             buf: Vec::new(),
             start: 0,
@@ -1621,6 +1631,42 @@ mod tests {
                 if cut == f.len() {
                     assert_eq!(r.bytes_consumed(), u64::try_from(cut).unwrap());
                 }
+            }
+        }
+    }
+
+    /// Small chunks cut records at every place, the headroom and the path
+    /// for records longer than it included: same records as a stream.
+    #[test]
+    fn small_chunks_give_the_records_of_a_stream() {
+        let mut f = shb(false, 1);
+        f.extend(idb(false, 1, 0, &[]));
+        for i in 0..120u64 {
+            let n = if i == 60 {
+                crate::chunks::HEAD + 3000
+            } else {
+                60 + usize::try_from(i * 17 % 1500).unwrap()
+            };
+            let data: Vec<u8> = (0..n)
+                .map(|j| u8::try_from((j + n) % 251).unwrap())
+                .collect();
+            f.extend(epb(false, 0, i, &data, u32::try_from(n).unwrap()));
+        }
+        let want = read_all(&mut reader(f.clone()).unwrap());
+        let cut = &f[..f.len() - 10];
+        let want_cut = read_all(&mut reader(cut.to_vec()).unwrap());
+        for (bytes, want) in [(&f[..], &want), (cut, &want_cut)] {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), bytes).unwrap();
+            for chunk in [1, 7, 100, 1000, 5000] {
+                let mut r = CaptureReader::open_shared_chunked(file.path(), chunk).unwrap();
+                let got = read_all(&mut r);
+                assert!(got.0 == want.0, "records differ with {chunk}-byte chunks");
+                assert_eq!(
+                    got.1.map(|e| e.to_string()),
+                    want.1.as_ref().map(|e| e.to_string()),
+                    "{chunk}-byte chunks"
+                );
             }
         }
     }

@@ -27,16 +27,14 @@ const PAGE: usize = 4096;
 /// Chunk buffers in all: the one being decoded, the previous one not yet
 /// handed back, and those copied ahead.
 const SLOTS: usize = 6;
-/// Bytes of a chunk buffer.
-const LEN: usize = HEAD + CHUNK + PAGE;
 
 /// One chunk: `buf[start..start + len]` holds the file's bytes at `offset`.
 pub struct Chunk {
-    /// The buffer, `HEAD + CHUNK + PAGE` bytes.
+    /// The buffer, `HEAD + chunk size + PAGE` bytes.
     pub buf: Vec<u8>,
     /// Where the file's bytes start in `buf` (page-aligned, at least [`HEAD`]).
     pub start: usize,
-    /// Bytes of the file in it (less than [`CHUNK`] at the end of the file).
+    /// Bytes of the file in it (less than the chunk size at the end of the file).
     pub len: usize,
     /// File offset of `buf[start]`.
     pub offset: u64,
@@ -45,6 +43,8 @@ pub struct Chunk {
 /// A capture file read chunk by chunk, the copies shared between threads.
 pub struct ChunkFeed {
     file: File,
+    /// Bytes per chunk ([`CHUNK`] but in tests).
+    chunk: usize,
     /// File size when opened: chunks are read up to there.
     len: u64,
     state: Mutex<State>,
@@ -72,8 +72,15 @@ enum Slot {
 impl ChunkFeed {
     /// A feed over `file`, whose size is `len`.
     pub fn new(file: File, len: u64) -> ChunkFeed {
+        ChunkFeed::with_chunk_size(file, len, CHUNK)
+    }
+
+    /// A feed with chunks of `chunk` bytes (at least 1): tests and fuzzing
+    /// use small ones to cut records at every place.
+    pub fn with_chunk_size(file: File, len: u64, chunk: usize) -> ChunkFeed {
         ChunkFeed {
             file,
+            chunk: chunk.max(1),
             len,
             state: Mutex::new(State {
                 taken: 0,
@@ -95,30 +102,36 @@ impl ChunkFeed {
 
     /// Chunks in the file.
     fn chunks(&self) -> u64 {
-        self.len.div_ceil(u64::try_from(CHUNK).unwrap_or(u64::MAX))
+        self.len
+            .div_ceil(u64::try_from(self.chunk).unwrap_or(u64::MAX))
     }
 
     /// A buffer for a chunk; `bounded`: none beyond [`SLOTS`] (the reader's
     /// own copy may go beyond, its buffers come back).
-    fn buffer(st: &mut State, bounded: bool) -> Option<Vec<u8>> {
+    fn buffer(&self, st: &mut State, bounded: bool) -> Option<Vec<u8>> {
         match st.free.pop() {
             Some(b) => Some(b),
             None if st.allocated < SLOTS || !bounded => {
                 st.allocated += 1;
-                Some(vec![0; LEN])
+                Some(vec![0; self.buffer_len()])
             }
             None => None,
         }
     }
 
+    /// Bytes of a chunk buffer.
+    fn buffer_len(&self) -> usize {
+        HEAD + self.chunk + PAGE
+    }
+
     /// Copies chunk `index` into `buf`.
     fn copy(&self, index: u64, mut buf: Vec<u8>) -> io::Result<Chunk> {
-        let offset = index * u64::try_from(CHUNK).unwrap_or(u64::MAX);
+        let offset = index * u64::try_from(self.chunk).unwrap_or(u64::MAX);
         let want = usize::try_from(self.len.saturating_sub(offset))
-            .unwrap_or(CHUNK)
-            .min(CHUNK);
+            .unwrap_or(self.chunk)
+            .min(self.chunk);
         let mut len = 0;
-        buf.resize(LEN, 0);
+        buf.resize(self.buffer_len(), 0);
         let misaligned = (buf.as_ptr() as usize + HEAD) % PAGE;
         let start = HEAD + (PAGE - misaligned) % PAGE;
         while len < want {
@@ -155,7 +168,7 @@ impl ChunkFeed {
             }) else {
                 return false;
             };
-            let Some(buf) = Self::buffer(&mut st, true) else {
+            let Some(buf) = self.buffer(&mut st, true) else {
                 return false;
             };
             while st.ahead.len() <= pos {
@@ -203,7 +216,7 @@ impl ChunkFeed {
                     st.ahead.pop_front();
                     let index = st.taken;
                     st.taken += 1;
-                    let buf = Self::buffer(&mut st, false).unwrap_or_default();
+                    let buf = self.buffer(&mut st, false).unwrap_or_default();
                     drop(st);
                     return Some(self.copy(index, buf));
                 }
@@ -213,7 +226,7 @@ impl ChunkFeed {
 
     /// Returns a chunk buffer for reuse (others are dropped).
     pub fn give_back(&self, buf: Vec<u8>) {
-        if buf.capacity() >= LEN {
+        if buf.capacity() >= self.buffer_len() {
             let mut st = self.lock();
             if st.free.len() < SLOTS {
                 st.free.push(buf);
