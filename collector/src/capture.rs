@@ -335,32 +335,14 @@ impl CaptureReader {
         if !plain {
             return CaptureReader::open(path);
         }
-        let mut r = CaptureReader {
-            src: Box::new(io::empty()),
-            feed: Some(Arc::new(ChunkFeed::with_chunk_size(
-                file,
-                meta.len(),
-                chunk,
-            ))),
-            consumed: Arc::new(AtomicU64::new(0)),
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            base: 0,
-            eof: false,
-            done: false,
-            format: Format::Pcapng,
-            state: State::Pcapng {
-                big_endian: false,
-                interfaces: Vec::new(),
-                last_ts: Timestamp(0),
-            },
-            packet: 0,
-            warnings: CaptureWarnings::default(),
+        let feed = ChunkFeed::with_chunk_size(file, meta.len(), chunk);
+        CaptureReader::start(
+            Box::new(io::empty()),
+            Some(Arc::new(feed)),
+            Arc::new(AtomicU64::new(0)),
+            Vec::new(),
             name,
-        };
-        r.read_file_header()?;
-        Ok(r)
+        )
     }
 
     /// The chunk feed of a reader from [`CaptureReader::open_shared`]: a
@@ -400,11 +382,29 @@ impl CaptureReader {
         } else {
             Box::new(joined)
         };
+        CaptureReader::start(
+            src,
+            None,
+            consumed,
+            vec![0; FIRST_BUFFER_LEN],
+            name.to_owned(),
+        )
+    }
+
+    /// A reader over `src` (or `feed`) with an empty `buf`, its file
+    /// header read.
+    fn start(
+        src: Box<dyn Read + Send>,
+        feed: Option<Arc<ChunkFeed>>,
+        consumed: Arc<AtomicU64>,
+        buf: Vec<u8>,
+        name: String,
+    ) -> Result<CaptureReader, CaptureError> {
         let mut r = CaptureReader {
             src,
-            feed: None,
+            feed,
             consumed,
-            buf: vec![0; FIRST_BUFFER_LEN],
+            buf,
             start: 0,
             end: 0,
             base: 0,
@@ -418,7 +418,7 @@ impl CaptureReader {
             },
             packet: 0,
             warnings: CaptureWarnings::default(),
-            name: name.to_owned(),
+            name,
         };
         r.read_file_header()?;
         Ok(r)

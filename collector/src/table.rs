@@ -207,6 +207,27 @@ pub struct Keyed {
 }
 
 impl Keyed {
+    /// `pkt` keyed in `source`; `vlan` is the table's number for its VLAN
+    /// stack, `hasher` the table's.
+    fn of(
+        source: SourceId,
+        vlan: u16,
+        ts: Timestamp,
+        pkt: &PacketInfo,
+        hasher: &foldhash::fast::RandomState,
+    ) -> Keyed {
+        let (key, src_is_lo) = flow_key(source, vlan, pkt);
+        Keyed {
+            hash: std::hash::BuildHasher::hash_one(hasher, key),
+            key,
+            ts,
+            ip_len: pkt.ip_len,
+            payload_len: pkt.payload_len,
+            tcp_flags: pkt.tcp_flags,
+            src_is_lo,
+        }
+    }
+
     /// The packet's ports as used in the key (ICMP: type and code, or echo id).
     fn ports(&self) -> (u16, u16) {
         if self.src_is_lo {
@@ -238,16 +259,7 @@ impl Keyer {
         {
             return None;
         }
-        let (key, src_is_lo) = flow_key(self.source, 0, pkt);
-        Some(Keyed {
-            hash: std::hash::BuildHasher::hash_one(&self.hasher, key),
-            key,
-            ts,
-            ip_len: pkt.ip_len,
-            payload_len: pkt.payload_len,
-            tcp_flags: pkt.tcp_flags,
-            src_is_lo,
-        })
+        Some(Keyed::of(self.source, 0, ts, pkt, &self.hasher))
     }
 }
 
@@ -412,16 +424,7 @@ impl FlowTable {
         out: &mut Vec<FlowRecord>,
     ) -> Ingested {
         let vlan = self.vlan_id(pkt.vlan);
-        let (key, src_is_lo) = flow_key(source, vlan, pkt);
-        let keyed = Keyed {
-            hash: self.flows.hash(&key),
-            key,
-            ts,
-            ip_len: pkt.ip_len,
-            payload_len: pkt.payload_len,
-            tcp_flags: pkt.tcp_flags,
-            src_is_lo,
-        };
+        let keyed = Keyed::of(source, vlan, ts, pkt, self.flows.hasher());
         self.count::<true>(source, &keyed, Some(pkt), out)
     }
 
