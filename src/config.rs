@@ -194,8 +194,9 @@ impl Diags<'_> {
     }
 }
 
-/// Parses `90s`, `5m`, `2h`, `7d`, or a bare number of seconds.
-pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
+/// Parses `200ms`, `90s`, `5m`, `2h`, `7d`, or a bare number of seconds,
+/// into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -205,18 +206,37 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a duration: write e.g. 90s, 5m, 2h, 7d"))?;
     let mult = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         other => {
             return Err(format!(
-                "{s:?}: unknown unit {other:?}: use s, m, h or d (e.g. 90s, 5m, 2h, 7d)"
+                "{s:?}: unknown unit {other:?}: use ms, s, m, h or d (e.g. 90s, 5m, 2h, 7d)"
             ));
         }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// [`parse_duration_ms`] for settings kept in whole seconds.
+pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
+    let ms = parse_duration_ms(s)?;
+    if ms % 1000 != 0 {
+        return Err(format!("{:?}: whole seconds here (e.g. 1s)", s.trim()));
+    }
+    Ok(ms / 1000)
+}
+
+/// The shortest exact form of a duration in milliseconds (`7d`, `1s`, `200ms`).
+fn fmt_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        fmt_secs(ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// The shortest exact form of a duration (`7d`, `90s`).
@@ -271,10 +291,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
         let p = PathBuf::from(p);
         if p.is_absolute() { p } else { base.join(p) }
     };
-    let dur = |field: &Option<Spanned<String>>, default: u64, what: &str, d: &mut Diags| match field
-    {
+    let dur_with = |parse: fn(&str) -> Result<u64, String>,
+                    field: &Option<Spanned<String>>,
+                    default: u64,
+                    what: &str,
+                    d: &mut Diags| match field {
         None => default,
-        Some(s) => match parse_duration_secs(s.get_ref()) {
+        Some(s) => match parse(s.get_ref()) {
             Ok(v) => v,
             Err(e) => {
                 d.push(&s.span(), format!("{what}: {e}"));
@@ -282,30 +305,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
             }
         },
     };
+    let dur = |field: &Option<Spanned<String>>, default: u64, what: &str, d: &mut Diags| {
+        dur_with(parse_duration_secs, field, default, what, d)
+    };
     let mon = raw.monitor.map(Spanned::into_inner).unwrap_or_default();
     let flows = raw.flows.map(Spanned::into_inner).unwrap_or_default();
     let baseline_secs = dur(&mon.baseline, 7 * 86_400, "monitor.baseline", &mut d);
     let checkpoint_secs = dur(&mon.checkpoint, 60, "monitor.checkpoint", &mut d);
     let bucket_secs = dur(&mon.bucket, 300, "monitor.bucket", &mut d);
     let retention_secs = dur(&mon.retention, 90 * 86_400, "monitor.retention", &mut d);
-    let commit_interval_ms = match &mon.commit_interval {
-        Some(s) if s.get_ref().trim_end().ends_with("ms") => {
-            match s.get_ref().trim().trim_end_matches("ms").parse::<u64>() {
-                Ok(v) => v,
-                Err(_) => {
-                    d.push(
-                        &s.span(),
-                        format!(
-                            "monitor.commit_interval: {:?} is not a duration",
-                            s.get_ref()
-                        ),
-                    );
-                    1000
-                }
-            }
-        }
-        other => dur(other, 1, "monitor.commit_interval", &mut d) * 1000,
-    };
+    let commit_interval_ms = dur_with(
+        parse_duration_ms,
+        &mon.commit_interval,
+        1000,
+        "monitor.commit_interval",
+        &mut d,
+    );
     let silent_after_secs = dur(&mon.silent_after, 300, "monitor.silent_after", &mut d);
     let tcp_idle_secs = dur(&flows.tcp_idle, 300, "flows.tcp_idle", &mut d);
     let udp_idle_secs = dur(&flows.udp_idle, 60, "flows.udp_idle", &mut d);
@@ -431,16 +446,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
                     .as_ref()
                     .map(|p| resolve(p.get_ref()))
                     .unwrap_or_default();
-                let settle_ms = match &s.settle {
-                    Some(v) => match parse_duration_secs(v.get_ref()) {
-                        Ok(secs) => secs * 1000,
-                        Err(e) => {
-                            d.push(&v.span(), format!("[[source]] #{} settle: {e}", i + 1));
-                            1000
-                        }
-                    },
-                    None => 1000,
-                };
+                let settle_ms = dur_with(
+                    parse_duration_ms,
+                    &s.settle,
+                    1000,
+                    &format!("[[source]] #{} settle", i + 1),
+                    &mut d,
+                );
                 Some(SourceSettings::Watch {
                     name: s
                         .name
@@ -686,7 +698,11 @@ impl Settings {
         let _ = writeln!(o, "checkpoint = \"{}\"", fmt_secs(self.checkpoint_secs));
         let _ = writeln!(o, "bucket = \"{}\"", fmt_secs(self.bucket_secs));
         let _ = writeln!(o, "retention = \"{}\"", fmt_secs(self.retention_secs));
-        let _ = writeln!(o, "commit_interval = \"{}ms\"", self.commit_interval_ms);
+        let _ = writeln!(
+            o,
+            "commit_interval = \"{}\"",
+            fmt_ms(self.commit_interval_ms)
+        );
         let _ = writeln!(o, "silent_after = \"{}\"", fmt_secs(self.silent_after_secs));
         let _ = writeln!(o, "one_way_min_flows = {}", self.one_way_min_flows);
         let _ = writeln!(o, "\n[flows]");
@@ -732,7 +748,7 @@ impl Settings {
                 } => {
                     let _ = writeln!(o, "type = \"watch\"\nname = {}", quote(name));
                     let _ = writeln!(o, "path = {}", quote(&path.display().to_string()));
-                    let _ = writeln!(o, "settle = \"{}\"", fmt_secs(settle_ms / 1000));
+                    let _ = writeln!(o, "settle = \"{}\"", fmt_ms(*settle_ms));
                 }
             }
         }
@@ -878,6 +894,16 @@ listen = "localhost"
         assert_eq!(parse_duration_secs("7d"), Ok(604_800));
         assert_eq!(parse_duration_secs("42"), Ok(42));
         assert!(parse_duration_secs("5 parsecs").is_err());
+        assert!(parse_duration_secs("1500ms").is_err(), "whole seconds only");
+        assert_eq!(parse_duration_secs("2000ms"), Ok(2));
+        assert_eq!(parse_duration_ms("200ms"), Ok(200));
+        assert_eq!(parse_duration_ms("2s"), Ok(2000));
+        assert_eq!(parse_duration_ms("7"), Ok(7000));
+        // A value whose milliseconds do not fit is an error, not a wrap.
+        assert!(parse_duration_ms("18446744073709552").is_err());
+        assert!(parse_duration_secs("18446744073709552").is_err());
+        assert_eq!(fmt_ms(200), "200ms");
+        assert_eq!(fmt_ms(60_000), "1m");
         assert_eq!(fmt_secs(604_800), "7d");
         assert_eq!(fmt_secs(90), "90s");
         assert_eq!(fmt_secs(0), "0s");
