@@ -216,19 +216,17 @@ fn run_returns_soon_after_stop_without_traffic() {
 fn a_bad_filter_is_named_in_the_error() {
     let cfg = lo("tcp port nope");
     match LiveCapture::open(&cfg) {
-        Err(LiveError::BadFilter {
-            filter, message, ..
-        }) => {
+        Err(
+            e @ LiveError::BadFilter {
+                ref filter,
+                ref message,
+                ..
+            },
+        ) => {
             assert_eq!(filter, "tcp port nope");
             assert!(!message.is_empty());
-            let text = LiveError::BadFilter {
-                interface: "lo".into(),
-                filter,
-                message: message.clone(),
-            }
-            .to_string();
             assert_eq!(
-                text,
+                e.to_string(),
                 format!("bad capture filter \"tcp port nope\" on \"lo\": {message}")
             );
         }
