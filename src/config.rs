@@ -224,7 +224,7 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
 /// [`parse_duration_ms`] for settings kept in whole seconds.
 pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
     let ms = parse_duration_ms(s)?;
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return Err(format!("{:?}: whole seconds here (e.g. 1s)", s.trim()));
     }
     Ok(ms / 1000)
@@ -232,7 +232,7 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
 
 /// The shortest exact form of a duration in milliseconds (`7d`, `1s`, `200ms`).
 fn fmt_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         fmt_secs(ms / 1000)
     } else {
         format!("{ms}ms")
