@@ -216,17 +216,18 @@ fn run_returns_soon_after_stop_without_traffic() {
 fn a_bad_filter_is_named_in_the_error() {
     let cfg = lo("tcp port nope");
     match LiveCapture::open(&cfg) {
-        Err(
-            e @ LiveError::BadFilter {
-                ref filter,
-                ref message,
-                ..
-            },
-        ) => {
+        Err(e @ LiveError::BadFilter { .. }) => {
+            let text = e.to_string();
+            let LiveError::BadFilter {
+                filter, message, ..
+            } = e
+            else {
+                unreachable!()
+            };
             assert_eq!(filter, "tcp port nope");
             assert!(!message.is_empty());
             assert_eq!(
-                e.to_string(),
+                text,
                 format!("bad capture filter \"tcp port nope\" on \"lo\": {message}")
             );
         }
