@@ -29,7 +29,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use zonewatch_analyzer::store::{
     Aggregate, Batch, FileRow, PathObservation, Reader, Store, StoreError,
 };
-use zonewatch_analyzer::{Analyzer, AnalyzerConfig, FindingDelta, decision_name, path_query};
+use zonewatch_analyzer::{Analyzer, AnalyzerConfig, FindingDelta, path_query};
 use zonewatch_collector::FlowRecord;
 use zonewatch_collector::capture::CaptureReader;
 use zonewatch_collector::exports::{ExportKind, Outcome};
@@ -700,7 +700,7 @@ impl Monitor {
             policy.zone(v.dst.zone).name.clone(),
             f.proto.0,
             f.dport,
-            decision_name(&v.decision),
+            v.decision.as_str(),
         );
         let bucket_secs = u32::try_from(self.settings.bucket_secs).unwrap_or(u32::MAX);
         let source = self.sources[si].name.clone();

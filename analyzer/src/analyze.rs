@@ -117,17 +117,6 @@ struct PathTracker {
     observed: HashMap<(ZoneId, ZoneId, u8, u16), PathAgg>,
 }
 
-/// The store's name of a decision.
-pub fn decision_name(d: &Decision) -> &'static str {
-    match d {
-        Decision::Intra => "intra",
-        Decision::Allowed => "allowed",
-        Decision::Local => "local",
-        Decision::NotAllowed => "not-allowed",
-        Decision::Denied { .. } => "denied",
-    }
-}
-
 impl PathTracker {
     fn observe(&mut self, flow: &FlowRecord, v: &Verdict, first_part: bool) {
         // A path is traffic that happened: probes nobody answered are not one.
@@ -142,7 +131,7 @@ impl PathTracker {
             .observed
             .entry((v.src.zone, v.dst.zone, flow.proto.0, flow.dport))
             .or_insert_with(|| PathAgg {
-                decision: decision_name(&v.decision),
+                decision: v.decision.as_str(),
                 rule: v.rule.to_string(),
                 first: flow.first,
                 last: flow.last,
@@ -404,7 +393,7 @@ fn snapshot(key: &AggKey, agg: &Agg, max_init: usize) -> Finding {
     f
 }
 
-fn is_sensitive(policy: &Policy, z: ZoneId) -> bool {
+pub(crate) fn is_sensitive(policy: &Policy, z: ZoneId) -> bool {
     let zone = policy.zone(z);
     zone.exposure == Exposure::Private || zone.trust == Trust::High
 }

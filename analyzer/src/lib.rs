@@ -33,8 +33,8 @@ pub mod store;
 pub mod suggest;
 
 pub use analyze::{
-    Analyzer, AnalyzerConfig, AnalyzerStats, FindingDelta, PathName, Report, decision_name,
-    may_raise_finding, path_query, service_name,
+    Analyzer, AnalyzerConfig, AnalyzerStats, FindingDelta, PathName, Report, may_raise_finding,
+    path_query, service_name,
 };
 pub use finding::{Confidence, Finding, FindingKind, SuppressionNote};
 pub use zonewatch_zones::Severity;

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 
 use zonewatch_collector::packet::ip_proto;
 use zonewatch_collector::time::Timestamp;
-use zonewatch_zones::{Decision, Exposure, PathQuery, Policy, Trust};
+use zonewatch_zones::{Decision, Exposure, PathQuery, Policy};
 
 use crate::service_name;
 use crate::store::{Reader, StoreError, StoredPath};
@@ -173,7 +173,7 @@ fn check(policy: &Policy, p: &StoredPath, opts: &SuggestOptions) -> Check {
     }
     let zone = policy.zone(dst);
     if src == policy.internet()
-        && (zone.exposure == Exposure::Private || zone.trust == Trust::High)
+        && crate::analyze::is_sensitive(policy, dst)
         && !opts.include_sensitive
     {
         let why = if zone.exposure == Exposure::Private {

@@ -587,18 +587,7 @@ fn hash_file(path: &Path, stop: &AtomicBool) -> io::Result<Option<(String, u64)>
         hasher.update(chunk);
         len += u64::try_from(n).unwrap_or(u64::MAX);
     }
-    Ok(Some((hex(&hasher.finalize()), len)))
-}
-
-/// Lowercase hex of bytes.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
+    Ok(Some((format!("{:x}", hasher.finalize()), len)))
 }
 
 /// Watches one file (the zones file) and calls back when it changes.
@@ -762,7 +751,7 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(10);
 
     fn sha256_hex(bytes: &[u8]) -> String {
-        hex(&Sha256::digest(bytes))
+        format!("{:x}", Sha256::digest(bytes))
     }
 
     fn ready(rx: &Receiver<WatchEvent>) -> ReadyFile {
@@ -789,8 +778,8 @@ mod tests {
     }
 
     #[test]
-    fn hex_is_lowercase() {
-        assert_eq!(hex(&[0x00, 0xab, 0x0f, 0xff]), "00ab0fff");
+    fn the_ledger_hash_is_lowercase_hex_sha256() {
+        // FIPS 180-2's test vector.
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
