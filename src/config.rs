@@ -249,7 +249,8 @@ fn fmt_secs(s: u64) -> String {
     format!("{s}s")
 }
 
-fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+/// `HOST:PORT`, or a bare port on loopback.
+pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }

@@ -3,13 +3,13 @@
 //! dropped and counted, never awaited); this thread decodes, stitches and
 //! prints, until Ctrl-C, SIGTERM or `--duration`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use zonewatch_collector::exports::ExportKind;
 use zonewatch_collector::ingest::{Engine, ReadStats};
 use zonewatch_collector::time::Timestamp;
@@ -38,12 +38,7 @@ pub fn parse_spec(spec: &str) -> Result<(ExportKind, SocketAddr)> {
             "--listen {spec:?}: unknown kind {other:?}: expected netflow (v5, v9, IPFIX) or sflow"
         ),
     };
-    let addr = match addr.parse::<u16>() {
-        Ok(port) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-        Err(_) => addr
-            .parse::<SocketAddr>()
-            .with_context(|| format!("--listen {spec:?}: {addr:?} is not HOST:PORT or PORT"))?,
-    };
+    let addr = crate::config::listen_addr(addr).map_err(|e| anyhow!("--listen {spec:?}: {e}"))?;
     Ok((kind, addr))
 }
 
