@@ -41,14 +41,13 @@ pub const MAX_CAPLEN: u32 = 262_144 * 4;
 pub const MAX_BLOCK_LEN: u32 = 64 * 1024 * 1024;
 
 /// Buffer size once a stream has shown it is larger than [`FIRST_BUFFER_LEN`]:
-/// reads of 128 KiB keep the kernel's copy in cache (2 MiB reads were 4-5x
-/// slower on the benchmark machine; `cat` reads 128 KiB too).
-const BUFFER_LEN: usize = 128 * 1024;
+/// reads of a chunk's size, as the chunk feed makes (`cat` reads 128 KiB too).
+const BUFFER_LEN: usize = chunks::CHUNK;
 /// Buffer size at first, so that small files and pipes stay cheap.
 const FIRST_BUFFER_LEN: usize = 64 * 1024;
 /// Page size, for placing reads (see [`CaptureReader::compact`]).
-const PAGE: usize = 4096;
-const PAGE_U64: u64 = 4096;
+const PAGE: usize = chunks::PAGE;
+const PAGE_U64: u64 = chunks::PAGE as u64;
 /// Move the unread bytes to the front when less than this is free at the end.
 const MIN_READ: usize = 64 * 1024;
 
@@ -593,7 +592,8 @@ impl CaptureReader {
                 self.end = at + chunk.len;
             } else {
                 // A record longer than the headroom: gather it on its own.
-                let mut own = if self.buf.capacity() >= chunks::HEAD + chunks::CHUNK {
+                // A feed's buffer goes back to it; one of our own keeps growing.
+                let mut own = if self.buf.capacity() == feed.buffer_len() {
                     let own = self
                         .buf
                         .get(self.start..self.end)

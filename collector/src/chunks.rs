@@ -23,7 +23,7 @@ pub const HEAD: usize = 16 * 1024;
 /// past the source's page offset, loads wait on stores that seem to alias
 /// them (4 KiB aliasing), and reads run 3-4x slower (measured: 0.69 s instead
 /// of 0.18 s for the 1.2 GB benchmark capture).
-const PAGE: usize = 4096;
+pub(crate) const PAGE: usize = 4096;
 /// Chunk buffers in all: the one being decoded, the previous one not yet
 /// handed back, and those copied ahead.
 const SLOTS: usize = 6;
@@ -120,7 +120,7 @@ impl ChunkFeed {
     }
 
     /// Bytes of a chunk buffer.
-    fn buffer_len(&self) -> usize {
+    pub fn buffer_len(&self) -> usize {
         HEAD + self.chunk + PAGE
     }
 
@@ -226,7 +226,7 @@ impl ChunkFeed {
 
     /// Returns a chunk buffer for reuse (others are dropped).
     pub fn give_back(&self, buf: Vec<u8>) {
-        if buf.capacity() >= self.buffer_len() {
+        if buf.capacity() == self.buffer_len() {
             let mut st = self.lock();
             if st.free.len() < SLOTS {
                 st.free.push(buf);

@@ -151,6 +151,19 @@ struct FragKey {
     source: u16,
 }
 
+impl FragKey {
+    /// The fragments of `pkt`'s datagram `ident` in `source`.
+    fn of(source: SourceId, pkt: &PacketInfo, ident: u32) -> FragKey {
+        FragKey {
+            src: addr_bytes(pkt.src).0,
+            dst: addr_bytes(pkt.dst).0,
+            ident,
+            proto: pkt.proto,
+            source: source.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct FragEntry {
     key: FlowKey,
@@ -495,13 +508,7 @@ impl FlowTable {
         let frag_key;
         match (fragment, pkt) {
             (Fragment::Later { ident }, Some(pkt)) => {
-                let fk = FragKey {
-                    src: addr_bytes(pkt.src).0,
-                    dst: addr_bytes(pkt.dst).0,
-                    ident,
-                    proto,
-                    source: source.0,
-                };
+                let fk = FragKey::of(source, pkt, ident);
                 if let Some(e) = self.fragments.get_mut(&fk) {
                     e.last = ts;
                     frag_key = e.key;
@@ -516,13 +523,7 @@ impl FlowTable {
                 if self.fragments.len() >= MAX_FRAGMENT_ENTRIES {
                     self.fragments.clear();
                 }
-                let fk = FragKey {
-                    src: addr_bytes(pkt.src).0,
-                    dst: addr_bytes(pkt.dst).0,
-                    ident,
-                    proto,
-                    source: source.0,
-                };
+                let fk = FragKey::of(source, pkt, ident);
                 self.fragments.insert(
                     fk,
                     FragEntry {
