@@ -5,8 +5,8 @@
 #   FLOWS=20000 PACKETS=400000 bench/run.sh
 #
 # Builds the release binaries, writes the capture and its zones file into
-# bench/out/ (gitignored) unless they already exist, warms the page cache, then
-# runs every tool RUNS times on the same file. It reports the median wall time,
+# bench/out/ (gitignored) unless they already exist, then runs every tool
+# RUNS times on the same file, each run after warming the page cache. It reports the median wall time,
 # packets/s, max RSS and the ratios to `cat` and to `zonewatch analyze`, and
 # for zonewatch the bytes per live flow: max RSS / peak live flows (from the
 # `peak N live` part of zonewatch's stderr summary).
@@ -71,10 +71,6 @@ fi
 NPKTS=${NPKTS:-$PACKETS}
 SIZE=$(stat -c %s "$PCAP")
 
-log "== warming the page cache"
-cat "$PCAP" >/dev/null
-cat "$PCAP" >/dev/null
-
 # --- measurement ---------------------------------------------------------------
 HAVE_HYPERFINE=0
 command -v hyperfine >/dev/null && HAVE_HYPERFINE=1
@@ -86,12 +82,17 @@ fi
 : >"$RESULTS"
 NOTES=()
 
+# Every timed run starts from a freshly warmed page cache: some machines
+# (proactive reclaim, e.g. DAMON pageout) evict a file's pages within seconds,
+# and a run that reads part of the capture from disk says nothing of the tool.
+WARM="cat $(printf '%q' "$PCAP") >/dev/null"
+
 # measure ROW OK_CODES PREPARE CMD [ARGS...]
 #   ROW: row name; OK_CODES: accepted exit codes ("0" or "0 1");
-#   PREPARE: shell run before each timed run (or ""); CMD: the command,
+#   PREPARE: shell run before each timed run, after warming the cache (or ""); CMD: the command,
 #   its stdout goes to /dev/null.
 measure() {
-    local row=$1 ok=$2 prepare=$3
+    local row=$1 ok=$2 prepare="$WARM${3:+ && $3}"
     shift 3
     local slug=${row// /-}
     local dir=$RUNDIR/$slug
@@ -161,20 +162,16 @@ measure() {
 }
 
 NFDIR=$OUT/nfpcapd
-# Every timed run starts from a freshly warmed page cache: some machines
-# (proactive reclaim, e.g. DAMON pageout) evict a file's pages within seconds,
-# and a run that reads part of the capture from disk says nothing of the tool.
-WARM="cat $(printf '%q' "$PCAP") >/dev/null"
-measure "zonewatch analyze" "0 1" "$WARM" "$BIN/zonewatch" analyze "$PCAP" --zones "$ZONES" --format json
-measure "zonewatch flows" "0" "$WARM" "$BIN/zonewatch" flows "$PCAP"
+measure "zonewatch analyze" "0 1" "" "$BIN/zonewatch" analyze "$PCAP" --zones "$ZONES" --format json
+measure "zonewatch flows" "0" "" "$BIN/zonewatch" flows "$PCAP"
 # softflowd: -r reads the whole file then exits; NetFlow v9 goes to the discard
 # port on loopback. Default flow table (-m 8192): in -r mode it applies no
 # timeouts, so flows are expired oldest-first when the table is full.
-measure "softflowd" "0" "$WARM" softflowd -r "$PCAP" -n 127.0.0.1:9 -v 9 -d
-measure "nfpcapd" "0" "$WARM && rm -rf $NFDIR && mkdir -p $NFDIR" nfpcapd -r "$PCAP" -l "$NFDIR"
-measure "tshark" "0" "$WARM" tshark -n -q -r "$PCAP" -z conv,tcp
-measure "tcpdump" "0" "$WARM" tcpdump -n -r "$PCAP" -w /dev/null
-measure "cat" "0" "$WARM" cat "$PCAP"
+measure "softflowd" "0" "" softflowd -r "$PCAP" -n 127.0.0.1:9 -v 9 -d
+measure "nfpcapd" "0" "rm -rf $NFDIR && mkdir -p $NFDIR" nfpcapd -r "$PCAP" -l "$NFDIR"
+measure "tshark" "0" "" tshark -n -q -r "$PCAP" -z conv,tcp
+measure "tcpdump" "0" "" tcpdump -n -r "$PCAP" -w /dev/null
+measure "cat" "0" "" cat "$PCAP"
 
 # --- report --------------------------------------------------------------------
 {

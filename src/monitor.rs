@@ -31,9 +31,8 @@ use zonewatch_analyzer::store::{
 };
 use zonewatch_analyzer::{Analyzer, AnalyzerConfig, FindingDelta, path_query};
 use zonewatch_collector::FlowRecord;
-use zonewatch_collector::capture::CaptureReader;
 use zonewatch_collector::exports::{ExportKind, Outcome};
-use zonewatch_collector::ingest::{self, Engine, EngineSource, ReadStats};
+use zonewatch_collector::ingest::{self, Engine, EngineSource, Opened, ReadStats};
 use zonewatch_collector::packet::{Decoded, decode};
 use zonewatch_collector::table::TableConfig;
 use zonewatch_collector::time::Timestamp;
@@ -499,11 +498,8 @@ impl Monitor {
                     tracing::error!(error = %e, "cannot hand a batch to the store");
                 }
             }
-            Msg::Reload => {
-                if self.reload_pending.swap(false, Ordering::Relaxed) {
-                    self.reload();
-                }
-            }
+            // Only wakes the loop, which applies a pending reload after every message.
+            Msg::Reload => {}
         }
     }
 
@@ -1149,29 +1145,25 @@ fn read_one(path: &Path, tc: TableConfig) -> (Vec<FlowRecord>, ReadStats) {
     let source = engine.add_source(&name);
     let mut stats = ReadStats::default();
     let mut flows = Vec::new();
-    match ingest::open_flow_log(path) {
-        Ok(Some(log)) => {
+    match ingest::open_input(path) {
+        Ok(Ok(Opened::FlowLog(log))) => {
             ingest::read_flow_log(log, &name, source, &mut engine, &mut stats, &mut |out| {
                 flows.append(out)
             });
         }
-        Ok(None) => match CaptureReader::open(path) {
-            Ok(mut reader) => {
-                if let Err(e) = ingest::read_capture_pipelined(
-                    &mut reader,
-                    source,
-                    &mut engine,
-                    &mut stats,
-                    &mut |out| flows.append(out),
-                    &|_, _| {},
-                ) {
-                    stats.capture_errors.push(format!("{name}: {e}"));
-                }
+        Ok(Ok(Opened::Capture(mut reader))) => {
+            if let Err(e) = ingest::read_capture_pipelined(
+                &mut reader,
+                source,
+                &mut engine,
+                &mut stats,
+                &mut |out| flows.append(out),
+                &|_, _| {},
+            ) {
+                stats.capture_errors.push(format!("{name}: {e}"));
             }
-            Err(e) => stats.capture_errors.push(format!(
-                "{name}: {e}; is it a pcap or pcapng capture, or an AWS VPC flow log?"
-            )),
-        },
+        }
+        Ok(Err(e)) => stats.capture_errors.push(ingest::not_an_input(&name, &e)),
         Err(e) => stats.capture_errors.push(format!("{name}: {e}")),
     }
     engine.flush_each(&mut |out| flows.append(out));

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zonewatch_collector::FlowRecord;
 use zonewatch_collector::capture::{CaptureReader, CapturedPacket};
 use zonewatch_collector::exports::ExporterRange;
-use zonewatch_collector::ingest::{self, Engine, Input, ReadStats};
+use zonewatch_collector::ingest::{self, Engine, Input, Opened, ReadStats};
 use zonewatch_collector::packet::{Decoded, PacketInfo, decode};
 use zonewatch_collector::table::{Ingested, TableConfig};
 use zonewatch_collector::time::Timestamp;
@@ -200,27 +200,24 @@ pub fn read_all(
         let source = engine.add_source(&input.source_name());
         for file in input.files() {
             let name = file.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
-            if let Some(path) = file
-                && let Some(log) =
-                    ingest::open_flow_log(path).with_context(|| format!("cannot read {name}"))?
-            {
-                ingest::read_flow_log(log, &name, source, engine, &mut stats, &mut |out| {
-                    delivery.deliver(out)
-                });
-                delivery.check()?;
-                continue;
-            }
             let opened = match file {
-                Some(p) => CaptureReader::open_shared(p),
-                None => CaptureReader::from_reader(Box::new(io::stdin()), "stdin"),
+                Some(p) => ingest::open_input(p).with_context(|| format!("cannot read {name}"))?,
+                None => {
+                    CaptureReader::from_reader(Box::new(io::stdin()), "stdin").map(Opened::Capture)
+                }
             };
             let mut reader = match opened {
-                Ok(r) => r,
+                Ok(Opened::FlowLog(log)) => {
+                    ingest::read_flow_log(log, &name, source, engine, &mut stats, &mut |out| {
+                        delivery.deliver(out)
+                    });
+                    delivery.check()?;
+                    continue;
+                }
+                Ok(Opened::Capture(r)) => r,
                 Err(e) => {
                     if single {
-                        bail!(
-                            "{name}: {e}; is it a pcap or pcapng capture, or an AWS VPC flow log?"
-                        );
+                        bail!("{}", ingest::not_an_input(&name, &e));
                     }
                     tracing::error!(input = %name, error = %e, "cannot read input, skipped");
                     stats.capture_errors.push(format!("{name}: {e}"));

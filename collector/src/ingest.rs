@@ -503,6 +503,29 @@ impl ReadStats {
     }
 }
 
+/// An input file, opened for what it turned out to be.
+pub enum Opened {
+    /// An AWS VPC flow log, for [`read_flow_log`].
+    FlowLog(Box<dyn io::BufRead + Send>),
+    /// A capture, read through a chunk feed ([`CaptureReader::open_shared`]).
+    Capture(CaptureReader),
+}
+
+/// Opens an input file: a flow log when its first line is one, else a
+/// capture. The outer error is one of reading the file at all, the inner one
+/// says why it is not a capture (see [`not_an_input`]).
+pub fn open_input(path: &Path) -> io::Result<Result<Opened, CaptureError>> {
+    Ok(match open_flow_log(path)? {
+        Some(log) => Ok(Opened::FlowLog(log)),
+        None => CaptureReader::open_shared(path).map(Opened::Capture),
+    })
+}
+
+/// The message for an input that is neither a capture nor a flow log.
+pub fn not_an_input(name: &str, e: &CaptureError) -> String {
+    format!("{name}: {e}; is it a pcap or pcapng capture, or an AWS VPC flow log?")
+}
+
 /// Opens an input file for [`read_flow_log`] if it is a flow log (plain or
 /// gzip) rather than a capture: returns `None` for anything else.
 pub fn open_flow_log(path: &Path) -> io::Result<Option<Box<dyn io::BufRead + Send>>> {
