@@ -118,28 +118,41 @@ struct PathTracker {
 }
 
 impl PathTracker {
-    fn observe(&mut self, flow: &FlowRecord, v: &Verdict, first_part: bool) {
+    /// Counts a flow part into its path. Returns the `new-path` key when
+    /// the path was never seen (store included) and the flow came after the
+    /// baseline; whether it was seen is looked up once per path and batch.
+    fn observe(
+        &mut self,
+        policy: &Policy,
+        flow: &FlowRecord,
+        v: &Verdict,
+        first_part: bool,
+    ) -> Option<AggKey> {
         // A path is traffic that happened: probes nobody answered are not one.
         if flow.answered == Some(false)
             || v.decision == Decision::Local
             || v.src.class == AddressClass::Undeclared
             || v.dst.class == AddressClass::Undeclared
         {
-            return;
+            return None;
         }
-        let p = self
-            .observed
-            .entry((v.src.zone, v.dst.zone, flow.proto.0, flow.dport))
-            .or_insert_with(|| PathAgg {
-                decision: v.decision.as_str(),
-                rule: v.rule.to_string(),
-                first: flow.first,
-                last: flow.last,
-                flows: 0,
-                packets: 0,
-                bytes: 0,
-                talkers: HashMap::new(),
-            });
+        let key = (v.src.zone, v.dst.zone, flow.proto.0, flow.dport);
+        let (p, first_in_batch) = match self.observed.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(e) => (e.into_mut(), false),
+            hashbrown::hash_map::Entry::Vacant(e) => (
+                e.insert(PathAgg {
+                    decision: v.decision.as_str(),
+                    rule: v.rule.to_string(),
+                    first: flow.first,
+                    last: flow.last,
+                    flows: 0,
+                    packets: 0,
+                    bytes: 0,
+                    talkers: HashMap::new(),
+                }),
+                true,
+            ),
+        };
         p.first = p.first.min(flow.first);
         p.last = p.last.max(flow.last);
         p.packets += flow.packets + flow.rpackets;
@@ -154,17 +167,16 @@ impl PathTracker {
             p.talkers
                 .insert((flow.src, flow.dst), (flows, flow.bytes + flow.rbytes));
         }
+        if first_in_batch {
+            self.take_new(policy, flow, v)
+        } else {
+            None
+        }
     }
 
-    /// The `new-path` key of a flow whose path was never seen, after the baseline.
+    /// The `new-path` key of a path flow whose path was never seen, after
+    /// the baseline.
     fn take_new(&mut self, policy: &Policy, flow: &FlowRecord, v: &Verdict) -> Option<AggKey> {
-        if flow.answered == Some(false)
-            || v.decision == Decision::Local
-            || v.src.class == AddressClass::Undeclared
-            || v.dst.class == AddressClass::Undeclared
-        {
-            return None;
-        }
         let start = *self.baseline_start.get_or_insert(flow.first);
         let name = (
             policy.zone(v.src.zone).name.clone(),
@@ -469,9 +481,10 @@ impl Analyzer {
         if first_part {
             self.stats.flows += 1;
         }
-        if let Some(paths) = &mut self.paths {
-            paths.observe(flow, verdict, first_part);
-        }
+        let new_path = match &mut self.paths {
+            Some(paths) => paths.observe(&self.policy, flow, verdict, first_part),
+            None => None,
+        };
         for (addr, cls) in [(flow.src, verdict.src), (flow.dst, verdict.dst)] {
             if cls.class == AddressClass::Undeclared {
                 let key = AggKey::Undeclared {
@@ -487,9 +500,7 @@ impl Analyzer {
                 );
             }
         }
-        if let Some(paths) = &mut self.paths
-            && let Some(key) = paths.take_new(&self.policy, flow, verdict)
-        {
+        if let Some(key) = new_path {
             kept |= self.add(
                 key,
                 FindingKind::NewPath,
