@@ -834,11 +834,7 @@ mod tests {
 
     #[test]
     fn only_flows_that_could_raise_a_finding_are_kept_as_evidence() {
-        let policy = Policy::parse(
-            "[[zone]]\nname = \"app\"\ncidrs = [\"10.1.0.0/16\"]\n\n[[zone]]\nname = \"db\"\ncidrs = [\"10.2.0.0/16\"]\ntrust = \"high\"\n\n[[allow]]\nfrom = \"app\"\nto = \"db\"\nservices = [\"tcp/5432\"]\n",
-            "zones.toml",
-        )
-        .expect("policy");
+        let policy = two_zones();
         // Allowed, in either packet direction: not buffered.
         assert!(!may_raise_finding(
             &policy,
