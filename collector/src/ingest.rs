@@ -581,3 +581,23 @@ pub fn read_flow_log(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_candidate;
+
+    #[test]
+    fn hidden_and_unfinished_files_are_not_candidates() {
+        for skipped in [
+            ".tap.pcap",
+            "tap.pcap.tmp",
+            "tap.pcap.part",
+            "tap.pcap.partial",
+        ] {
+            assert!(!is_candidate(skipped), "{skipped}");
+        }
+        for taken in ["tap.pcap", "tap.pcapng.gz", "partial.pcap", "vpc-flows.log"] {
+            assert!(is_candidate(taken), "{taken}");
+        }
+    }
+}
