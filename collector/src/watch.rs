@@ -197,8 +197,11 @@ impl Running {
             })?;
         Ok((watcher, tx, rx))
     }
+}
 
-    fn shutdown(&mut self) {
+/// Stops the events and the watcher's thread (dropping a watcher stops it).
+impl Drop for Running {
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Stop the events first, then wake our thread (if the queue is
         // full, the thread is awake anyway and sees the flag).
@@ -230,7 +233,8 @@ fn check_folder(dir: &Path) -> Result<(), WatchError> {
 /// Watches one folder and reports its complete files (see the module docs).
 pub struct FolderWatcher {
     path: PathBuf,
-    running: Running,
+    /// Held for its drop, which stops the watching.
+    _running: Running,
 }
 
 impl fmt::Debug for FolderWatcher {
@@ -274,7 +278,7 @@ impl FolderWatcher {
             })?;
         Ok(FolderWatcher {
             path: dir,
-            running: Running {
+            _running: Running {
                 watcher: Some(watcher),
                 wake,
                 stop,
@@ -286,12 +290,6 @@ impl FolderWatcher {
     /// The folder watched.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-impl Drop for FolderWatcher {
-    fn drop(&mut self) {
-        self.running.shutdown();
     }
 }
 
@@ -593,7 +591,8 @@ fn hash_file(path: &Path, stop: &AtomicBool) -> io::Result<Option<(String, u64)>
 /// Watches one file (the zones file) and calls back when it changes.
 pub struct FileWatcher {
     path: PathBuf,
-    running: Running,
+    /// Held for its drop, which stops the watching.
+    _running: Running,
 }
 
 impl fmt::Debug for FileWatcher {
@@ -647,7 +646,7 @@ impl FileWatcher {
             })?;
         Ok(FileWatcher {
             path: path.to_path_buf(),
-            running: Running {
+            _running: Running {
                 watcher: Some(watcher),
                 wake,
                 stop,
@@ -659,12 +658,6 @@ impl FileWatcher {
     /// The file watched.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-impl Drop for FileWatcher {
-    fn drop(&mut self) {
-        self.running.shutdown();
     }
 }
 
