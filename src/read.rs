@@ -202,9 +202,8 @@ pub fn read_all(
             let name = file.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
             let opened = match file {
                 Some(p) => ingest::open_input(p).with_context(|| format!("cannot read {name}"))?,
-                None => {
-                    CaptureReader::from_reader(Box::new(io::stdin()), "stdin").map(Opened::Capture)
-                }
+                None => CaptureReader::from_reader(Box::new(io::stdin()), "stdin")
+                    .map(|r| Opened::Capture(Box::new(r))),
             };
             let mut reader = match opened {
                 Ok(Opened::FlowLog(log)) => {
@@ -214,7 +213,7 @@ pub fn read_all(
                     delivery.check()?;
                     continue;
                 }
-                Ok(Opened::Capture(r)) => r,
+                Ok(Opened::Capture(r)) => *r,
                 Err(e) => {
                     if single {
                         bail!("{}", ingest::not_an_input(&name, &e));

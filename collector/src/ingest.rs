@@ -508,7 +508,7 @@ pub enum Opened {
     /// An AWS VPC flow log, for [`read_flow_log`].
     FlowLog(Box<dyn io::BufRead + Send>),
     /// A capture, read through a chunk feed ([`CaptureReader::open_shared`]).
-    Capture(CaptureReader),
+    Capture(Box<CaptureReader>),
 }
 
 /// Opens an input file: a flow log when its first line is one, else a
@@ -517,7 +517,7 @@ pub enum Opened {
 pub fn open_input(path: &Path) -> io::Result<Result<Opened, CaptureError>> {
     Ok(match open_flow_log(path)? {
         Some(log) => Ok(Opened::FlowLog(log)),
-        None => CaptureReader::open_shared(path).map(Opened::Capture),
+        None => CaptureReader::open_shared(path).map(|r| Opened::Capture(Box::new(r))),
     })
 }
 
