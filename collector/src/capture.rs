@@ -750,6 +750,13 @@ impl CaptureReader {
         }
         let data_start = self.start + hdr_len;
         self.start = data_start + caplen_usize;
+        // The next record's header and the start of its packet: loading them
+        // while this packet is decoded hides most of the wait for them (the
+        // load of a record header was 60% of next_packet's samples, 8% of
+        // the benchmark's; 3.4% with this. A third line ahead: no gain).
+        let next = self.buf.as_ptr().wrapping_add(self.start);
+        crate::prefetch(next);
+        crate::prefetch(next.wrapping_add(64));
         Ok(Some(Located {
             data_start,
             meta: Meta {

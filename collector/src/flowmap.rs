@@ -11,6 +11,8 @@
 
 use std::hash::BuildHasher;
 
+use crate::prefetch;
+
 /// An index slot: 0 is empty, else the top 32 bits of the key's hash (which
 /// also give the slot's home position) above entry number + 1.
 type Slot = u64;
@@ -281,22 +283,6 @@ impl<K: std::hash::Hash + Eq, V> FlowMap<K, V> {
             pos = (pos + 1) & mask;
         }
     }
-}
-
-/// A hint to the CPU to start loading the cache line of `p`.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address, and has no
-    // architectural effect (it only warms the cache). `_mm_prefetch` is an
-    // `unsafe fn` only because it is an SSE intrinsic, and SSE is part of the
-    // x86_64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(test)]

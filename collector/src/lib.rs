@@ -58,3 +58,19 @@ pub mod vpc;
 pub mod watch;
 
 pub use record::{FlowRecord, FlowState, OrientedBy, Proto};
+
+/// A hint to the CPU to start loading the cache line of `p`.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address, and has no
+    // architectural effect (it only warms the cache). `_mm_prefetch` is an
+    // `unsafe fn` only because it is an SSE intrinsic, and SSE is part of the
+    // x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
