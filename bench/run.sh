@@ -6,9 +6,10 @@
 #
 # Builds the release binaries, writes the capture and its zones file into
 # bench/out/ (gitignored) unless they already exist, then runs every tool
-# RUNS times on the same file, each run after warming the page cache. It reports the median wall time,
-# packets/s, max RSS and the ratios to `cat` and to `zonewatch analyze`, and
-# for zonewatch the bytes per live flow: max RSS / peak live flows (from the
+# RUNS times on the same file, each run after warming the page cache. It
+# reports the median wall time, the median CPU time (user + system: less
+# moved by a busy host than the wall time), packets/s, max RSS and the ratios
+# to `cat` and to `zonewatch analyze`, and for zonewatch the bytes per live flow: max RSS / peak live flows (from the
 # `peak N live` part of zonewatch's stderr summary).
 # The Markdown table goes to stdout and to bench/out/results.md. Progress goes
 # to stderr. A missing tool is skipped with a note. A failing one is reported
@@ -116,7 +117,7 @@ measure() {
     # (zonewatch analyze exits 1 when it has findings).
     {
         echo '#!/usr/bin/env bash'
-        printf '%q -f %%M -a -o %q ' "$TIME_BIN" "$dir/rss"
+        printf '%q -f %q -a -o %q ' "$TIME_BIN" '%M %U %S' "$dir/rss"
         printf '%q ' "$@"
         printf '>/dev/null 2>%q\n' "$dir/stderr"
         printf 'echo $? >>%q\n' "$dir/rc"
@@ -154,11 +155,14 @@ measure() {
         printf '%s\t%s\tFAIL\t\t\n' "$row" "$shown" >>"$RESULTS"
         return
     fi
-    local median rss peak
+    local median rss peak cpu
     median=$(sort -g "$dir/times" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-    rss=$(grep -o '^[0-9]\+$' "$dir/rss" | sort -n | tail -n 1)
+    # GNU time's lines: max RSS (KiB), user and system seconds.
+    rss=$(awk 'NF == 3 && $1 ~ /^[0-9]+$/ { print $1 }' "$dir/rss" | sort -n | tail -n 1)
+    cpu=$(awk 'NF == 3 && $1 ~ /^[0-9]+$/ { print $2 + $3 }' "$dir/rss" | sort -g |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
     peak=$(grep -o 'peak [0-9]* live' "$dir/stderr" | tail -n 1 | grep -o '[0-9]\+')
-    printf '%s\t%s\t%s\t%s\t%s\n' "$row" "$shown" "$median" "$rss" "$peak" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$shown" "$median" "$rss" "$peak" "$cpu" >>"$RESULTS"
 }
 
 NFDIR=$OUT/nfpcapd
@@ -179,22 +183,22 @@ measure "cat" "0" "" cat "$PCAP"
     echo
     echo "Capture: \`$PCAP\`: $NPKTS packets, $FLOWS flows, $((SIZE / 1048576)) MiB, from \`zonewatch-gencap bench --flows $FLOWS --packets $PACKETS --seed $SEED --duration-secs $DURATION\`."
     echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr). $(date -u +%Y-%m-%dT%H:%M:%SZ)."
-    echo "Median of $RUNS runs, each from a freshly warmed page cache$( ((HAVE_HYPERFINE)) && echo ' (hyperfine)'). Max RSS is from GNU time. F is the capture and Z its zones file."
+    echo "Median of $RUNS runs, each from a freshly warmed page cache$( ((HAVE_HYPERFINE)) && echo ' (hyperfine)'). Max RSS and CPU time are from GNU time. F is the capture and Z its zones file."
     echo
     awk -F'\t' -v npk="$NPKTS" '
-        { row[NR] = $1; cmd[NR] = $2; t[NR] = $3; rss[NR] = $4; peak[NR] = $5
+        { row[NR] = $1; cmd[NR] = $2; t[NR] = $3; rss[NR] = $4; peak[NR] = $5; cpu[NR] = $6
           if ($1 == "cat" && $3 != "FAIL") tcat = $3
           if ($1 == "zonewatch analyze" && $3 != "FAIL") tzw = $3 }
         END {
-          print "| tool | command | median wall | packets/s | max RSS | × cat | × zonewatch analyze | bytes / live flow |"
-          print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+          print "| tool | command | median wall | CPU (user+sys) | packets/s | max RSS | × cat | × zonewatch analyze | bytes / live flow |"
+          print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
           for (i = 1; i <= NR; i++) {
-            if (t[i] == "FAIL") { printf "| %s | `%s` | failed | | | | | |\n", row[i], cmd[i]; continue }
+            if (t[i] == "FAIL") { printf "| %s | `%s` | failed | | | | | | |\n", row[i], cmd[i]; continue }
             pps = (t[i] > 0) ? sprintf("%.2f M", npk / t[i] / 1e6) : "-"
             xc = (tcat > 0) ? sprintf("%.1f", t[i] / tcat) : "-"
             xz = (tzw > 0) ? sprintf("%.2f", t[i] / tzw) : "-"
             bpl = (peak[i] > 0) ? sprintf("%.0f (peak %d live)", rss[i] * 1024 / peak[i], peak[i]) : ""
-            printf "| %s | `%s` | %.3f s | %s | %.1f MiB | %s | %s | %s |\n", row[i], cmd[i], t[i], pps, rss[i] / 1024, xc, xz, bpl
+            printf "| %s | `%s` | %.3f s | %.2f s | %s | %.1f MiB | %s | %s | %s |\n", row[i], cmd[i], t[i], cpu[i], pps, rss[i] / 1024, xc, xz, bpl
           }
         }' "$RESULTS"
     if ((${#NOTES[@]})); then
