@@ -9,8 +9,9 @@
 # RUNS times on the same file, each run after warming the page cache. It
 # reports the median wall time, the median CPU time (user + system: less
 # moved by a busy host than the wall time), packets/s, max RSS and the ratios
-# to `cat` and to `zonewatch analyze`, and for zonewatch the bytes per live flow: max RSS / peak live flows (from the
-# `peak N live` part of zonewatch's stderr summary).
+# to `cat` and to `zonewatch analyze`, and for zonewatch the bytes per live
+# flow: max RSS / peak live flows (from the `peak N live` part of zonewatch's
+# stderr summary).
 # The Markdown table goes to stdout and to bench/out/results.md. Progress goes
 # to stderr. A missing tool is skipped with a note. A failing one is reported
 # with the tail of its stderr, and the benchmark goes on.
