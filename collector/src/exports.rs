@@ -154,6 +154,18 @@ impl ExportDecoder {
         &self.cache
     }
 
+    /// Whether [`ExportDecoder::captured`] could take a datagram to `dport`
+    /// with this payload for an export; `false`: it would say
+    /// [`Outcome::NotExport`] without looking further.
+    pub fn may_be_export(&self, dport: u16, payload: &[u8]) -> bool {
+        self.port_allowed(dport)
+            && (sflow::looks_like_sflow(payload) || netflow::looks_like_netflow(payload))
+    }
+
+    fn port_allowed(&self, dport: u16) -> bool {
+        self.ports.as_ref().is_none_or(|p| p.contains(&dport))
+    }
+
     /// A UDP datagram seen in a capture: decoded if it is an export.
     pub fn captured(
         &mut self,
@@ -163,7 +175,7 @@ impl ExportDecoder {
         payload: &[u8],
         out: &mut Vec<ExportRecord>,
     ) -> Outcome {
-        if self.ports.as_ref().is_some_and(|p| !p.contains(&dport)) {
+        if !self.port_allowed(dport) {
             return Outcome::NotExport;
         }
         if sflow::looks_like_sflow(payload) {

@@ -11,7 +11,7 @@ use std::thread;
 use crate::capture::{CaptureError, CaptureReader, CapturedPacket};
 use crate::export::ExportRecord;
 use crate::exports::{ExportDecoder, ExporterRange, Outcome};
-use crate::packet::{DecodeError, Decoded, Layer, PacketInfo, decode};
+use crate::packet::{DecodeError, Decoded, Layer, PacketInfo, decode, decode_plain, ip_proto};
 use crate::record::FlowRecord;
 use crate::stitch::Stitcher;
 use crate::table::{FlowTable, Ingested, Keyed, SourceId, TableConfig};
@@ -227,7 +227,7 @@ fn frame_items(
     match decode(pkt.linktype, pkt.data) {
         Decoded::Ip(info) => {
             stats.count_ip(&info, pkt.ts);
-            if info.proto == crate::packet::ip_proto::UDP
+            if info.proto == ip_proto::UDP
                 && let Some(payload) = info.udp_payload(pkt.data)
             {
                 let before = records.len();
@@ -377,7 +377,17 @@ pub fn read_capture_pipelined(
                         break;
                     };
                     local.packets += 1;
-                    if let Some(info) = frame_items(&pkt, exports_dec, &mut local, &mut records) {
+                    // Nearly every packet: read and keyed in one pass.
+                    let plain = decode_plain(pkt.linktype, pkt.data).filter(|p| {
+                        p.proto != ip_proto::UDP
+                            || !exports_dec.may_be_export(p.dport, p.udp_payload)
+                    });
+                    if let Some(p) = plain {
+                        local.count_ip_len(p.ip_len, pkt.ts);
+                        batch.keyed.push(keyer.key_plain(pkt.ts, &p));
+                    } else if let Some(info) =
+                        frame_items(&pkt, exports_dec, &mut local, &mut records)
+                    {
                         match keyer.key(pkt.ts, &info) {
                             Some(k) => batch.keyed.push(k),
                             None => {
@@ -465,11 +475,16 @@ pub fn read_capture_pipelined(
 
 impl ReadStats {
     fn count_ip(&mut self, info: &PacketInfo, ts: Timestamp) {
-        self.ip_packets += 1;
-        self.ip_bytes += u64::from(info.ip_len);
+        self.count_ip_len(info.ip_len, ts);
         if let Some(layer) = info.truncated {
             *self.snaplen_cut.entry(layer).or_insert(0) += 1;
         }
+    }
+
+    /// An IP packet of `ip_len` bytes read whole.
+    fn count_ip_len(&mut self, ip_len: u32, ts: Timestamp) {
+        self.ip_packets += 1;
+        self.ip_bytes += u64::from(ip_len);
         self.saw(ts, ts);
     }
 

@@ -655,6 +655,153 @@ fn ipv6(data: &[u8], vlans: Vlans) -> Decoded {
     Decoded::Ip(info)
 }
 
+/// An ordinary packet as [`decode_plain`] reads it, without building a
+/// [`PacketInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plain<'a> {
+    /// Source address: IPv4 in the first 4 bytes (the rest 0), or IPv6.
+    pub src: [u8; 16],
+    /// Destination address, laid out as `src`.
+    pub dst: [u8; 16],
+    /// Whether the addresses are IPv6.
+    pub v6: bool,
+    /// [`ip_proto::TCP`] or [`ip_proto::UDP`].
+    pub proto: u8,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// As [`PacketInfo::ip_len`].
+    pub ip_len: u32,
+    /// As [`PacketInfo::payload_len`].
+    pub payload_len: u32,
+    /// TCP flags, 0 for UDP.
+    pub tcp_flags: u8,
+    /// UDP: the payload as captured (as [`PacketInfo::udp_payload`] gives
+    /// it); empty for TCP.
+    pub udp_payload: &'a [u8],
+}
+
+/// The common case of [`decode`], read in one pass: an untagged Ethernet
+/// frame carrying IPv4 (options allowed) or IPv6 without extension headers,
+/// not a fragment, TCP or UDP with its whole header captured, no address
+/// IPv4-mapped. `None` for anything else: then [`decode`] it. Where this
+/// returns a packet, `decode` gives the same one with no VLAN tag, fragment,
+/// cut or malformed header ([`Plain::agrees_with`], checked by the tests and
+/// the `packet_decoder` fuzz target); it skips building the 144-byte
+/// [`PacketInfo`] for the packets that are nearly all of a busy link's.
+#[inline]
+pub fn decode_plain(linktype: u32, data: &[u8]) -> Option<Plain<'_>> {
+    if linktype != linktype::ETHERNET {
+        return None;
+    }
+    let eth = array::<14>(data)?;
+    let ip = data.get(14..)?;
+    let mut p = Plain {
+        src: [0; 16],
+        dst: [0; 16],
+        v6: false,
+        proto: 0,
+        sport: 0,
+        dport: 0,
+        ip_len: 0,
+        payload_len: 0,
+        tcp_flags: 0,
+        udp_payload: &[],
+    };
+    // The IP payload as captured (without link-layer padding), and its length
+    // according to the IP header.
+    let (seg, ip_payload) = match u16::from_be_bytes([eth[12], eth[13]]) {
+        0x0800 => {
+            let h = array::<20>(ip)?;
+            let hlen = usize::from(h[0] & 0x0F) * 4;
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            // Version 4, a consistent length, neither flag MF nor an offset.
+            if h[0] >> 4 != 4 || hlen < 20 || total < hlen || h[6] & 0x3F != 0 || h[7] != 0 {
+                return None;
+            }
+            p.src[..4].copy_from_slice(h.get(12..16)?);
+            p.dst[..4].copy_from_slice(h.get(16..20)?);
+            p.proto = h[9];
+            p.ip_len = len32(total);
+            (ip.get(hlen..total.min(ip.len()))?, len32(total - hlen))
+        }
+        0x86DD => {
+            let h = array::<40>(ip)?;
+            let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            // A zero length (jumbogram, TSO) keeps the whole capture: decode's case.
+            if h[0] >> 4 != 6 || plen == 0 {
+                return None;
+            }
+            p.src = *array::<16>(h.get(8..)?)?;
+            p.dst = *array::<16>(h.get(24..)?)?;
+            let mapped = |a: &[u8; 16]| Ipv6Addr::from(*a).to_ipv4_mapped().is_some();
+            if mapped(&p.src) || mapped(&p.dst) {
+                return None;
+            }
+            p.v6 = true;
+            p.proto = h[6];
+            p.ip_len = 40 + len32(plen);
+            let rest = ip.get(40..)?;
+            (rest.get(..plen).unwrap_or(rest), len32(plen))
+        }
+        _ => return None,
+    };
+    match p.proto {
+        ip_proto::TCP => {
+            let h = array::<20>(seg)?;
+            let doff = u32::from(h[12] >> 4) * 4;
+            if doff < 20 {
+                return None;
+            }
+            p.sport = u16::from_be_bytes([h[0], h[1]]);
+            p.dport = u16::from_be_bytes([h[2], h[3]]);
+            p.tcp_flags = h[13];
+            p.payload_len = ip_payload.saturating_sub(doff);
+        }
+        ip_proto::UDP => {
+            let h = array::<8>(seg)?;
+            p.sport = u16::from_be_bytes([h[0], h[1]]);
+            p.dport = u16::from_be_bytes([h[2], h[3]]);
+            p.payload_len = ip_payload.saturating_sub(8);
+            let rest = seg.get(8..).unwrap_or_default();
+            p.udp_payload = rest
+                .get(..usize::try_from(p.payload_len).unwrap_or(usize::MAX))
+                .unwrap_or(rest);
+        }
+        _ => return None,
+    }
+    Some(p)
+}
+
+impl Plain<'_> {
+    /// Whether `info`, which [`decode`] made of `frame`, is this same packet.
+    pub fn agrees_with(&self, info: &PacketInfo, frame: &[u8]) -> bool {
+        let bytes = |a: IpAddr| match a {
+            IpAddr::V4(v4) => {
+                let mut b = [0; 16];
+                b[..4].copy_from_slice(&v4.octets());
+                (b, false)
+            }
+            IpAddr::V6(v6) => (v6.octets(), true),
+        };
+        info.vlan.as_slice().is_empty()
+            && info.fragment == Fragment::None
+            && info.truncated.is_none()
+            && info.malformed.is_none()
+            && info.icmp.is_none()
+            && bytes(info.src) == (self.src, self.v6)
+            && bytes(info.dst) == (self.dst, self.v6)
+            && (info.proto, info.sport, info.dport, info.tcp_flags)
+                == (self.proto, self.sport, self.dport, self.tcp_flags)
+            && (info.ip_len, info.payload_len) == (self.ip_len, self.payload_len)
+            && match self.proto {
+                ip_proto::UDP => info.udp_payload(frame) == Some(self.udp_payload),
+                _ => info.udp_payload(frame).is_none(),
+            }
+    }
+}
+
 /// Reads the transport header in `seg` (captured bytes of the IP payload,
 /// `ip_payload` being its length according to the IP header).
 fn transport(info: &mut PacketInfo, seg: &[u8], ip_payload: u32) {
@@ -1554,6 +1701,166 @@ mod tests {
             mismatches.join("\n")
         );
         assert!(compared > 3000, "only {compared} packets compared");
+    }
+
+    /// Frames of every kind `decode_plain` reads, with options, padding and
+    /// a payload, and of kinds it must leave to `decode`.
+    fn plain_and_other_frames() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let v6_tcp = {
+            let seg = tcp(443, 40000, tcp_flags::ACK, 30);
+            cat(&[&ipv6_hdr(ip_proto::TCP, seg.len()), &seg])
+        };
+        let v4_udp = {
+            let seg = udp(5353, 53, 12);
+            cat(&[&ipv4_hdr(ip_proto::UDP, seg.len(), 3, 0, &[]), &seg])
+        };
+        let v4_options_tcp = {
+            let seg = tcp(40000, 22, tcp_flags::SYN, 0);
+            cat(&[
+                &ipv4_hdr(ip_proto::TCP, seg.len(), 9, 0x4000, &[1, 1, 1, 0]),
+                &seg,
+            ])
+        };
+        let plain = vec![
+            cat(&[&eth(0x0800), &ipv4_tcp()]),
+            cat(&[&eth(0x86DD), &ipv6_udp()]),
+            cat(&[&eth(0x86DD), &v6_tcp]),
+            cat(&[&eth(0x0800), &v4_udp]),
+            cat(&[&eth(0x0800), &v4_options_tcp]),
+            // Ethernet padding after a short datagram.
+            cat(&[&eth(0x0800), &v4_udp, &[0; 6]]),
+            // Cut by the snaplen inside the payload (the header is whole).
+            cat(&[&eth(0x0800), &ipv4_tcp()])[..14 + 20 + 20 + 3].to_vec(),
+        ];
+        let mapped = {
+            let mut h = ipv6_udp();
+            h[8..24].copy_from_slice(&Ipv4Addr::from(A4).to_ipv6_mapped().octets());
+            h
+        };
+        let mut bad_doff = cat(&[&eth(0x0800), &ipv4_tcp()]);
+        bad_doff[14 + 20 + 12] = 0x40;
+        let mut jumbo = cat(&[&eth(0x86DD), &ipv6_udp()]);
+        jumbo[14 + 4..14 + 6].copy_from_slice(&[0, 0]);
+        let icmp = {
+            let seg = [8, 0, 0, 0, 0, 7, 0, 1];
+            cat(&[
+                &eth(0x0800),
+                &ipv4_hdr(ip_proto::ICMP, seg.len(), 1, 0, &[]),
+                &seg,
+            ])
+        };
+        let first_fragment = {
+            let seg = tcp(1, 2, 0, 8);
+            cat(&[
+                &eth(0x0800),
+                &ipv4_hdr(ip_proto::TCP, seg.len(), 5, 0x2000, &[]),
+                &seg,
+            ])
+        };
+        let later_fragment = {
+            let seg = tcp(1, 2, 0, 8);
+            cat(&[
+                &eth(0x0800),
+                &ipv4_hdr(ip_proto::TCP, seg.len(), 5, 0x0003, &[]),
+                &seg,
+            ])
+        };
+        let hop_by_hop = {
+            let seg = udp(1, 2, 0);
+            let mut h = ipv6_hdr(0, 8 + seg.len());
+            h.extend_from_slice(&[ip_proto::UDP, 0, 0, 0, 0, 0, 0, 0]);
+            cat(&[&eth(0x86DD), &h, &seg])
+        };
+        let other = vec![
+            cat(&[&eth(0x8100), &[0, 5, 0x08, 0x00], &ipv4_tcp()]),
+            cat(&[&eth(0x0800), &ipv4_tcp()])[..14 + 20 + 12].to_vec(),
+            cat(&[&eth(0x86DD), &mapped]),
+            bad_doff,
+            jumbo,
+            icmp,
+            first_fragment,
+            later_fragment,
+            hop_by_hop,
+            cat(&[&eth(0x0806), &[0; 28]]),
+        ];
+        (plain, other)
+    }
+
+    #[test]
+    fn plain_packets_are_read_as_decode_reads_them() {
+        let (plain, other) = plain_and_other_frames();
+        for f in &plain {
+            let p = decode_plain(linktype::ETHERNET, f)
+                .unwrap_or_else(|| panic!("not plain: {f:02x?}"));
+            let info = ip(decode(linktype::ETHERNET, f));
+            assert!(p.agrees_with(&info, f), "{p:?}\n{info:?}");
+            // A raw frame is left to decode (only Ethernet is read this way).
+            assert_eq!(decode_plain(linktype::RAW, &f[14..]), None);
+        }
+        let udp = decode_plain(linktype::ETHERNET, &plain[3]).unwrap();
+        assert_eq!(
+            (udp.sport, udp.dport, udp.udp_payload),
+            (5353, 53, &[0xCD; 12][..])
+        );
+        let padded = decode_plain(linktype::ETHERNET, &plain[5]).unwrap();
+        assert_eq!(
+            padded.udp_payload, udp.udp_payload,
+            "padding is not payload"
+        );
+        for f in &other {
+            assert_eq!(decode_plain(linktype::ETHERNET, f), None, "{f:02x?}");
+        }
+    }
+
+    #[test]
+    fn plain_packets_are_keyed_as_decoded_ones() {
+        let mut table = crate::table::FlowTable::new(crate::table::TableConfig::default());
+        let source = table.add_source("test");
+        let keyer = table.keyer(source);
+        let ts = crate::time::Timestamp::from_secs_nanos(1_700_000_000, 5);
+        let (plain, _) = plain_and_other_frames();
+        for f in &plain {
+            let p = decode_plain(linktype::ETHERNET, f).unwrap();
+            let info = ip(decode(linktype::ETHERNET, f));
+            assert_eq!(
+                Some(keyer.key_plain(ts, &p)),
+                keyer.key(ts, &info),
+                "{f:02x?}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Whatever `decode_plain` reads, `decode` reads the same, and the
+        /// table keys it the same way.
+        #[test]
+        fn plain_agrees_with_decode_on_mutated_frames(
+            which in 0usize..17,
+            flips in proptest::collection::vec((0usize..100, any::<u8>()), 0..6),
+            cut in 0usize..120,
+        ) {
+            let (plain, other) = plain_and_other_frames();
+            let mut f = plain.into_iter().chain(other).nth(which).unwrap();
+            for (at, v) in flips {
+                if let Some(b) = f.get_mut(at) {
+                    *b = v;
+                }
+            }
+            f.truncate(cut);
+            if let Some(p) = decode_plain(linktype::ETHERNET, &f) {
+                let Decoded::Ip(info) = decode(linktype::ETHERNET, &f) else {
+                    panic!("plain but not IP: {f:02x?}");
+                };
+                prop_assert!(p.agrees_with(&info, &f), "{:?}\n{:?}", p, info);
+                let mut table = crate::table::FlowTable::new(crate::table::TableConfig::default());
+                let source = table.add_source("test");
+        let keyer = table.keyer(source);
+                let ts = crate::time::Timestamp(7);
+                prop_assert_eq!(Some(keyer.key_plain(ts, &p)), keyer.key(ts, &info));
+            }
+        }
     }
 
     proptest! {

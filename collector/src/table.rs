@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 
 use crate::community_id::{ICMP_REQUEST_REPLY, ICMPV6_REQUEST_REPLY};
 use crate::flowmap::FlowMap;
-use crate::packet::{Fragment, IcmpInfo, PacketInfo, Vlans, ip_proto, tcp_flags};
+use crate::packet::{Fragment, IcmpInfo, PacketInfo, Plain, Vlans, ip_proto, tcp_flags};
 use crate::record::{FlowRecord, FlowState, OrientedBy, Proto, TcpFlags};
 use crate::services::is_service_port;
 use crate::time::Timestamp;
@@ -206,7 +206,7 @@ pub struct FlowTable {
 
 /// A packet as the table counts it: its flow key worked out (ahead of the
 /// lookup, possibly on another thread, see [`Keyer`]) and the fields counted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keyed {
     key: FlowKey,
     /// The key's hash in the table.
@@ -230,13 +230,33 @@ impl Keyed {
         hasher: &foldhash::fast::RandomState,
     ) -> Keyed {
         let (key, src_is_lo) = flow_key(source, vlan, pkt);
+        Keyed::new(
+            key,
+            src_is_lo,
+            hasher,
+            ts,
+            pkt.ip_len,
+            pkt.payload_len,
+            pkt.tcp_flags,
+        )
+    }
+
+    fn new(
+        key: FlowKey,
+        src_is_lo: bool,
+        hasher: &foldhash::fast::RandomState,
+        ts: Timestamp,
+        ip_len: u32,
+        payload_len: u32,
+        tcp_flags: u8,
+    ) -> Keyed {
         Keyed {
             hash: std::hash::BuildHasher::hash_one(hasher, key),
             key,
             ts,
-            ip_len: pkt.ip_len,
-            payload_len: pkt.payload_len,
-            tcp_flags: pkt.tcp_flags,
+            ip_len,
+            payload_len,
+            tcp_flags,
             src_is_lo,
         }
     }
@@ -274,6 +294,29 @@ impl Keyer {
         }
         Some(Keyed::of(self.source, 0, ts, pkt, &self.hasher))
     }
+
+    /// A packet read by [`crate::packet::decode_plain`], keyed: the same as
+    /// [`Keyer::key`] of what [`crate::packet::decode`] makes of it.
+    #[inline]
+    pub fn key_plain(&self, ts: Timestamp, p: &Plain<'_>) -> Keyed {
+        let (key, src_is_lo) = orient(
+            self.source,
+            0,
+            p.proto,
+            p.v6,
+            (p.src, p.sport),
+            (p.dst, p.dport),
+        );
+        Keyed::new(
+            key,
+            src_is_lo,
+            &self.hasher,
+            ts,
+            p.ip_len,
+            p.payload_len,
+            p.tcp_flags,
+        )
+    }
 }
 
 /// A packet's biflow key and whether its source is the key's `lo` end;
@@ -303,6 +346,20 @@ fn flow_key(source: SourceId, vlan: u16, pkt: &PacketInfo) -> (FlowKey, bool) {
     } else {
         (pkt.sport, pkt.dport)
     };
+    orient(source, vlan, pkt.proto, v6, (src, sport), (dst, dport))
+}
+
+/// The key of a packet from `(src, sport)` to `(dst, dport)` (addresses as
+/// [`addr_bytes`] lays them out) and whether its source is the key's `lo` end.
+#[inline]
+fn orient(
+    source: SourceId,
+    vlan: u16,
+    proto: u8,
+    v6: bool,
+    (src, sport): ([u8; 16], u16),
+    (dst, dport): ([u8; 16], u16),
+) -> (FlowKey, bool) {
     // (src, sport) <= (dst, dport), the addresses compared as big-endian numbers.
     let src_is_lo = (u128::from_be_bytes(src), sport) <= (u128::from_be_bytes(dst), dport);
     let (lo, hi, lo_port, hi_port) = if src_is_lo {
@@ -315,7 +372,7 @@ fn flow_key(source: SourceId, vlan: u16, pkt: &PacketInfo) -> (FlowKey, bool) {
         hi,
         lo_port,
         hi_port,
-        proto: pkt.proto,
+        proto,
         v6,
         vlan,
         source: source.0,
