@@ -682,8 +682,9 @@ pub struct Plain<'a> {
     pub udp_payload: &'a [u8],
 }
 
-/// The common case of [`decode`], read in one pass: an untagged Ethernet
-/// frame carrying IPv4 (options allowed) or IPv6 without extension headers,
+/// The common case of [`decode`], read in one pass: an untagged Ethernet or
+/// Linux cooked (SLL, SLL2) frame, or a raw IP one, carrying IPv4 (options
+/// allowed) or IPv6 without extension headers,
 /// not a fragment, TCP or UDP with its whole header captured, no address
 /// IPv4-mapped. `None` for anything else: then [`decode`] it. Where this
 /// returns a packet, `decode` gives the same one with no VLAN tag, fragment,
@@ -692,11 +693,20 @@ pub struct Plain<'a> {
 /// [`PacketInfo`] for the packets that are nearly all of a busy link's.
 #[inline]
 pub fn decode_plain(linktype: u32, data: &[u8]) -> Option<Plain<'_>> {
-    if linktype != linktype::ETHERNET {
-        return None;
-    }
-    let eth = array::<14>(data)?;
-    let ip = data.get(14..)?;
+    // The ethertype (or what stands for it) and the IP header's bytes.
+    let (et, ip) = match linktype {
+        linktype::ETHERNET => (be16(array::<14>(data)?, 12), data.get(14..)?),
+        linktype::LINUX_SLL => (be16(data, 14), data.get(16..)?),
+        linktype::LINUX_SLL2 => (be16(data, 0), data.get(20..)?),
+        linktype::IPV4 => (0x0800, data),
+        linktype::IPV6 => (0x86DD, data),
+        linktype::RAW | linktype::RAW_12 | linktype::RAW_14 => match data.first()? >> 4 {
+            4 => (0x0800, data),
+            6 => (0x86DD, data),
+            _ => return None,
+        },
+        _ => return None,
+    };
     let mut p = Plain {
         src: [0; 16],
         dst: [0; 16],
@@ -711,7 +721,7 @@ pub fn decode_plain(linktype: u32, data: &[u8]) -> Option<Plain<'_>> {
     };
     // The IP payload as captured (without link-layer padding), and its length
     // according to the IP header.
-    let (seg, ip_payload) = match u16::from_be_bytes([eth[12], eth[13]]) {
+    let (seg, ip_payload) = match et {
         0x0800 => {
             let h = array::<20>(ip)?;
             let hlen = usize::from(h[0] & 0x0F) * 4;
@@ -1794,9 +1804,41 @@ mod tests {
                 .unwrap_or_else(|| panic!("not plain: {f:02x?}"));
             let info = ip(decode(linktype::ETHERNET, f));
             assert!(p.agrees_with(&info, f), "{p:?}\n{info:?}");
-            // A raw frame is left to decode (only Ethernet is read this way).
-            assert_eq!(decode_plain(linktype::RAW, &f[14..]), None);
+            // The same packet under the other link types read this way.
+            let ip_part = &f[14..];
+            let sll = cat(&[
+                &[0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0],
+                &f[12..14],
+                ip_part,
+            ]);
+            let sll2 = cat(&[&f[12..14], &[0; 18], ip_part]);
+            let version_link = if ip_part[0] >> 4 == 4 {
+                linktype::IPV4
+            } else {
+                linktype::IPV6
+            };
+            for (lt, frame) in [
+                (linktype::LINUX_SLL, &sll[..]),
+                (linktype::LINUX_SLL2, &sll2[..]),
+                (linktype::RAW, ip_part),
+                (linktype::RAW_12, ip_part),
+                (linktype::RAW_14, ip_part),
+                (version_link, ip_part),
+            ] {
+                let q = decode_plain(lt, frame).unwrap_or_else(|| panic!("not plain as {lt}"));
+                assert!(
+                    q.agrees_with(&ip(decode(lt, frame)), frame),
+                    "link type {lt}"
+                );
+                assert_eq!((q.src, q.sport, q.ip_len), (p.src, p.sport, p.ip_len));
+            }
         }
+        // Link types left to decode, and an IPv4 packet where IPv6 is declared.
+        assert_eq!(
+            decode_plain(linktype::NULL, &cat(&[&[2, 0, 0, 0], &ipv4_tcp()])),
+            None
+        );
+        assert_eq!(decode_plain(linktype::IPV6, &ipv4_tcp()), None);
         let udp = decode_plain(linktype::ETHERNET, &plain[3]).unwrap();
         assert_eq!(
             (udp.sport, udp.dport, udp.udp_payload),
@@ -1838,19 +1880,28 @@ mod tests {
         #[test]
         fn plain_agrees_with_decode_on_mutated_frames(
             which in 0usize..17,
+            link in 0usize..5,
             flips in proptest::collection::vec((0usize..100, any::<u8>()), 0..6),
             cut in 0usize..120,
         ) {
             let (plain, other) = plain_and_other_frames();
-            let mut f = plain.into_iter().chain(other).nth(which).unwrap();
+            let eth = plain.into_iter().chain(other).nth(which).unwrap();
+            // The frame's IP part under another link type: same prefix length as Ethernet's for SLL.
+            let (lt, mut f) = match link {
+                0 => (linktype::ETHERNET, eth),
+                1 => (linktype::LINUX_SLL, cat(&[&[0; 2], &eth])),
+                2 => (linktype::LINUX_SLL2, cat(&[&eth[12..14], &[0; 18], &eth[14..]])),
+                3 => (linktype::RAW, eth[14..].to_vec()),
+                _ => (linktype::IPV4, eth[14..].to_vec()),
+            };
             for (at, v) in flips {
                 if let Some(b) = f.get_mut(at) {
                     *b = v;
                 }
             }
             f.truncate(cut);
-            if let Some(p) = decode_plain(linktype::ETHERNET, &f) {
-                let Decoded::Ip(info) = decode(linktype::ETHERNET, &f) else {
+            if let Some(p) = decode_plain(lt, &f) {
+                let Decoded::Ip(info) = decode(lt, &f) else {
                     panic!("plain but not IP: {f:02x?}");
                 };
                 prop_assert!(p.agrees_with(&info, &f), "{:?}\n{:?}", p, info);
