@@ -289,6 +289,60 @@ mod tests {
             Outcome::NotExport
         );
         assert!(only.exporters().is_empty());
+        // The one-pass packet reader leaves it to `captured` all the same.
+        assert!(dec.may_be_export(53, &d));
+        assert!(!only.may_be_export(53, &d));
+        assert!(only.may_be_export(2055, &d));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// A datagram `may_be_export` rules out is ordinary traffic to
+        /// `captured`, which keeps no trace of it.
+        #[test]
+        fn what_may_be_export_rules_out_captured_ignores(
+            version in proptest::prop_oneof![
+                proptest::strategy::Just(5u16),
+                proptest::strategy::Just(9),
+                proptest::strategy::Just(10),
+                proptest::prelude::any::<u16>(),
+            ],
+            sflow in proptest::prelude::any::<bool>(),
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+            ports in 0usize..4,
+            dport in proptest::prop_oneof![
+                proptest::strategy::Just(53u16),
+                proptest::strategy::Just(2055),
+                proptest::strategy::Just(6343),
+                proptest::prelude::any::<u16>(),
+            ],
+        ) {
+            let head: Vec<u8> = if sflow {
+                // sFlow v5 from agent 192.0.2.1 with no samples: plausible.
+                let mut h = vec![0, 0, 0, 5, 0, 0, 0, 1, 192, 0, 2, 1];
+                h.extend_from_slice(&[0; 16]);
+                h
+            } else {
+                version.to_be_bytes().to_vec()
+            };
+            let payload = [head, rest].concat();
+            let ports = [None, Some(vec![2055]), Some(vec![]), Some(vec![6343, 53])]
+                .into_iter()
+                .nth(ports)
+                .flatten();
+            let mut dec = ExportDecoder::new(1, Vec::new(), ports);
+            if !dec.may_be_export(dport, &payload) {
+                let mut out = Vec::new();
+                let src: IpAddr = "192.0.2.9".parse().unwrap();
+                proptest::prop_assert_eq!(
+                    dec.captured(src, dport, Timestamp(0), &payload, &mut out),
+                    Outcome::NotExport
+                );
+                proptest::prop_assert!(out.is_empty());
+                proptest::prop_assert!(dec.exporters().is_empty());
+            }
+        }
     }
 
     #[test]

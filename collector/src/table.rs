@@ -296,7 +296,9 @@ impl Keyer {
     }
 
     /// A packet read by [`crate::packet::decode_plain`], keyed: the same as
-    /// [`Keyer::key`] of what [`crate::packet::decode`] makes of it.
+    /// [`Keyer::key`] of what [`crate::packet::decode`] makes of it. `p` must
+    /// come from `decode_plain`: one built by hand with an IPv4-mapped
+    /// address would be keyed apart from the same packet decoded.
     #[inline]
     pub fn key_plain(&self, ts: Timestamp, p: &Plain<'_>) -> Keyed {
         let (key, src_is_lo) = orient(
