@@ -1774,30 +1774,13 @@ mod tests {
         bad_doff[14 + 20 + 12] = 0x40;
         let mut jumbo = cat(&[&eth(0x86DD), &ipv6_udp()]);
         jumbo[14 + 4..14 + 6].copy_from_slice(&[0, 0]);
-        let icmp = {
-            let seg = [8, 0, 0, 0, 0, 7, 0, 1];
-            cat(&[
-                &eth(0x0800),
-                &ipv4_hdr(ip_proto::ICMP, seg.len(), 1, 0, &[]),
-                &seg,
-            ])
+        // An Ethernet frame of an IPv4 packet with these flags and fragment offset.
+        let eth_v4 = |proto: u8, frag: u16, seg: &[u8]| {
+            cat(&[&eth(0x0800), &ipv4_hdr(proto, seg.len(), 5, frag, &[]), seg])
         };
-        let first_fragment = {
-            let seg = tcp(1, 2, 0, 8);
-            cat(&[
-                &eth(0x0800),
-                &ipv4_hdr(ip_proto::TCP, seg.len(), 5, 0x2000, &[]),
-                &seg,
-            ])
-        };
-        let later_fragment = {
-            let seg = tcp(1, 2, 0, 8);
-            cat(&[
-                &eth(0x0800),
-                &ipv4_hdr(ip_proto::TCP, seg.len(), 5, 0x0003, &[]),
-                &seg,
-            ])
-        };
+        let icmp = eth_v4(ip_proto::ICMP, 0, &[8, 0, 0, 0, 0, 7, 0, 1]);
+        let first_fragment = eth_v4(ip_proto::TCP, 0x2000, &tcp(1, 2, 0, 8));
+        let later_fragment = eth_v4(ip_proto::TCP, 0x0003, &tcp(1, 2, 0, 8));
         let hop_by_hop = {
             let seg = udp(1, 2, 0);
             let mut h = ipv6_hdr(0, 8 + seg.len());
