@@ -1184,33 +1184,7 @@ mod tests {
         v.extend_from_slice(data);
     }
 
-    /// All packets as (ts, caplen, wire_len, linktype, interface, data), then the error if any.
-    type Rec = (i64, u32, u32, u32, u32, Vec<u8>);
-
-    fn read_all(r: &mut CaptureReader) -> (Vec<Rec>, Option<CaptureError>) {
-        let mut out = Vec::new();
-        loop {
-            match r.next_packet() {
-                Ok(Some(p)) => {
-                    assert_eq!(usize::try_from(p.caplen).unwrap(), p.data.len());
-                    out.push((
-                        p.ts.0,
-                        p.caplen,
-                        p.wire_len,
-                        p.linktype,
-                        p.interface,
-                        p.data.to_vec(),
-                    ));
-                }
-                Ok(None) => return (out, None),
-                Err(e) => {
-                    // After an error the reader is finished.
-                    assert!(matches!(r.next_packet(), Ok(None)));
-                    return (out, Some(e));
-                }
-            }
-        }
-    }
+    use crate::testkit::read_records;
 
     #[test]
     fn pcap_all_magics_and_byte_orders() {
@@ -1230,7 +1204,7 @@ mod tests {
                         big_endian: be
                     }
                 );
-                let (recs, err) = read_all(&mut r);
+                let (recs, err) = read_records(&mut r);
                 assert!(err.is_none());
                 assert_eq!(recs.len(), 2);
                 assert_eq!(
@@ -1260,7 +1234,7 @@ mod tests {
         f[caplen_at..caplen_at + 4].copy_from_slice(&6u32.to_le_bytes());
         f.extend_from_slice(&[0, 0, 0, 2, 0x08, 0x00, 0, 0]);
         f.extend_from_slice(&FRAME);
-        let (recs, err) = read_all(&mut reader(f).unwrap());
+        let (recs, err) = read_records(&mut reader(f).unwrap());
         assert!(err.is_none());
         assert_eq!(recs, vec![(10_000_005_000, 6, 6, 1, 0, FRAME.to_vec())]);
     }
@@ -1269,7 +1243,7 @@ mod tests {
     fn pcap_versions() {
         let mut f = pcap_header(0xA1B2_C3D4, true, 2, 1, 1);
         pcap_record(&mut f, true, 1, 0, &FRAME, 6);
-        assert_eq!(read_all(&mut reader(f).unwrap()).0.len(), 1);
+        assert_eq!(read_records(&mut reader(f).unwrap()).0.len(), 1);
         let e = reader(pcap_header(0xA1B2_C3D4, false, 1, 4, 1)).unwrap_err();
         assert_eq!(
             e.kind,
@@ -1282,7 +1256,7 @@ mod tests {
     fn pcap_linktype_upper_bits_are_masked() {
         let mut f = pcap_header(0xA1B2_C3D4, false, 2, 4, 0x1400_0071);
         pcap_record(&mut f, false, 1, 0, &FRAME, 6);
-        assert_eq!(read_all(&mut reader(f).unwrap()).0[0].3, 113);
+        assert_eq!(read_records(&mut reader(f).unwrap()).0[0].3, 113);
     }
 
     #[test]
@@ -1291,7 +1265,7 @@ mod tests {
         pcap_record(&mut f, false, 5, 1_500_000, &FRAME, 6); // 1.5 s of microseconds
         pcap_record(&mut f, false, 0xFFFF_FFF0, 0, &FRAME, 2); // 2106, caplen > wire
         let mut r = reader(f).unwrap();
-        let (recs, err) = read_all(&mut r);
+        let (recs, err) = read_records(&mut r);
         assert!(err.is_none());
         assert_eq!(recs[0].0, 6_500_000_000);
         assert_eq!(recs[1].0, 0xFFFF_FFF0 * 1_000_000_000);
@@ -1307,7 +1281,7 @@ mod tests {
         pcap_record(&mut f, false, 2, 0, &FRAME, 6);
         let full = f.len();
         for cut in [full - 3, full - 6, full - 20] {
-            let (recs, err) = read_all(&mut reader(f[..cut].to_vec()).unwrap());
+            let (recs, err) = read_records(&mut reader(f[..cut].to_vec()).unwrap());
             assert_eq!(recs.len(), 1);
             let e = err.unwrap();
             assert_eq!(e.kind, CaptureErrorKind::TruncatedRecord);
@@ -1317,7 +1291,7 @@ mod tests {
             );
         }
         // A cut at a record boundary is a clean end.
-        let (recs, err) = read_all(&mut reader(f[..full - 22].to_vec()).unwrap());
+        let (recs, err) = read_records(&mut reader(f[..full - 22].to_vec()).unwrap());
         assert_eq!((recs.len(), err.is_none()), (1, true));
     }
 
@@ -1328,7 +1302,7 @@ mod tests {
         let at = f.len();
         pcap_record(&mut f, false, 2, 0, &FRAME, 6);
         f[at + 8..at + 12].copy_from_slice(&(MAX_CAPLEN + 1).to_le_bytes());
-        let (recs, err) = read_all(&mut reader(f).unwrap());
+        let (recs, err) = read_records(&mut reader(f).unwrap());
         assert_eq!(recs.len(), 1);
         let e = err.unwrap();
         assert_eq!(
@@ -1432,7 +1406,7 @@ mod tests {
             f.extend(epb(be, 7, 0, &FRAME, 6)); // unknown interface: skipped
             let mut r = reader(f).unwrap();
             assert_eq!(r.format(), Format::Pcapng);
-            let (recs, err) = read_all(&mut r);
+            let (recs, err) = read_records(&mut r);
             assert!(err.is_none(), "{err:?}");
             assert_eq!(
                 recs,
@@ -1467,7 +1441,7 @@ mod tests {
         f.extend(block(be, PCAPNG_OPB, &opb));
         f.extend(block(be, PCAPNG_SPB, &spb));
         let mut r = reader(f).unwrap();
-        let (recs, err) = read_all(&mut r);
+        let (recs, err) = read_records(&mut r);
         assert!(err.is_none());
         // SPB: cut to the snaplen (4), no time yet; OPB: interface 0, µs;
         // SPB again: the time of the packet before.
@@ -1487,7 +1461,7 @@ mod tests {
         f.extend(idb(true, 228, 0, &[]));
         f.extend(epb(true, 0, 3, &FRAME, 6));
         let mut r = reader(f).unwrap();
-        let (recs, err) = read_all(&mut r);
+        let (recs, err) = read_records(&mut r);
         assert!(err.is_none());
         assert_eq!(
             recs.iter().map(|r| (r.0, r.3)).collect::<Vec<_>>(),
@@ -1508,7 +1482,7 @@ mod tests {
         f.extend(block(false, PCAPNG_IDB, &body));
         f.extend(epb(false, 0, 7_000_000, &FRAME, 6));
         let mut r = reader(f).unwrap();
-        let (recs, _) = read_all(&mut r);
+        let (recs, _) = read_records(&mut r);
         assert_eq!(
             recs[0].0, 7_000_000_000,
             "default resolution: options ignored"
@@ -1534,7 +1508,7 @@ mod tests {
             let at = f.len();
             f.extend(epb(false, 0, 1, &FRAME, 6));
             f[at + 4..at + 8].copy_from_slice(&length.to_le_bytes());
-            let (recs, err) = read_all(&mut reader(f).unwrap());
+            let (recs, err) = read_records(&mut reader(f).unwrap());
             assert_eq!(recs.len(), 1);
             let e = err.unwrap();
             assert_eq!(
@@ -1550,7 +1524,7 @@ mod tests {
         let mut f = shb(false, 1);
         f.extend(idb(false, 1, 0, &[]));
         f.extend(epb(false, 0, 1, &FRAME, 6));
-        let e = read_all(&mut reader(f[..f.len() - 5].to_vec()).unwrap())
+        let e = read_records(&mut reader(f[..f.len() - 5].to_vec()).unwrap())
             .1
             .unwrap();
         assert_eq!(
@@ -1560,7 +1534,9 @@ mod tests {
                 f.len() - 5
             )
         );
-        let e = read_all(&mut reader(f[..40].to_vec()).unwrap()).1.unwrap();
+        let e = read_records(&mut reader(f[..40].to_vec()).unwrap())
+            .1
+            .unwrap();
         assert_eq!(e.kind, CaptureErrorKind::TruncatedBlock { block_type: 1 });
     }
 
@@ -1574,7 +1550,7 @@ mod tests {
         f.extend(epb(false, 0, 1, &FRAME, 6));
         f.extend(epb(false, 0, 2, &big, 1));
         f.extend(epb(false, 0, 3, &FRAME, 6));
-        let (recs, err) = read_all(&mut reader(f).unwrap());
+        let (recs, err) = read_records(&mut reader(f).unwrap());
         assert!(err.is_none());
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[1].5, big);
@@ -1606,7 +1582,7 @@ mod tests {
         for cut in [f.len(), f.len() - 1000] {
             let bytes = f.get(..cut).unwrap().to_vec();
             let mut stream = reader(bytes.clone()).unwrap();
-            let want = read_all(&mut stream);
+            let want = read_records(&mut stream);
             let file = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(file.path(), &bytes).unwrap();
             for helper in [false, true] {
@@ -1621,7 +1597,7 @@ mod tests {
                         }
                     })
                 });
-                let got = read_all(&mut r);
+                let got = read_records(&mut r);
                 stop.store(true, Ordering::Relaxed);
                 if let Some(c) = copier {
                     c.join().unwrap();
@@ -1659,15 +1635,15 @@ mod tests {
                 .collect();
             f.extend(epb(false, 0, i, &data, u32::try_from(n).unwrap()));
         }
-        let want = read_all(&mut reader(f.clone()).unwrap());
+        let want = read_records(&mut reader(f.clone()).unwrap());
         let cut = &f[..f.len() - 10];
-        let want_cut = read_all(&mut reader(cut.to_vec()).unwrap());
+        let want_cut = read_records(&mut reader(cut.to_vec()).unwrap());
         for (bytes, want) in [(&f[..], &want), (cut, &want_cut)] {
             let file = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(file.path(), bytes).unwrap();
             for chunk in [1, 7, 100, 1000, 5000] {
                 let mut r = CaptureReader::open_shared_chunked(file.path(), chunk).unwrap();
-                let got = read_all(&mut r);
+                let got = read_records(&mut r);
                 assert!(got.0 == want.0, "records differ with {chunk}-byte chunks");
                 assert_eq!(
                     got.1.map(|e| e.to_string()),
@@ -1730,11 +1706,11 @@ mod tests {
                 6,
             ));
         }
-        let want = read_all(&mut reader(f.clone()).unwrap()).0;
+        let want = read_records(&mut reader(f.clone()).unwrap()).0;
         let mut r =
             CaptureReader::from_reader(Box::new(Dribble(Cursor::new(f.clone()))), "dribble")
                 .unwrap();
-        assert_eq!(read_all(&mut r).0, want);
+        assert_eq!(read_records(&mut r).0, want);
         assert_eq!(r.bytes_consumed(), u64::try_from(f.len()).unwrap());
     }
 
@@ -1756,7 +1732,7 @@ mod tests {
         gz.extend(gzip(&f[split..]));
         let gz_len = gz.len();
         let mut r = reader(gz).unwrap();
-        let (recs, err) = read_all(&mut r);
+        let (recs, err) = read_records(&mut r);
         assert!(err.is_none());
         assert_eq!(recs.len(), 100);
         assert_eq!(r.bytes_consumed(), u64::try_from(gz_len).unwrap());
@@ -1885,7 +1861,7 @@ mod tests {
                     continue;
                 }
             };
-            let (recs, _err) = read_all(&mut r);
+            let (recs, _err) = read_records(&mut r);
             for rec in &recs {
                 let _ = crate::packet::decode(rec.3, &rec.5);
             }
@@ -1896,7 +1872,7 @@ mod tests {
     fn corpus_cut_file_reports_the_record_and_offset() {
         let Some(dir) = corpus() else { return };
         let mut r = CaptureReader::open(&dir.join("malformed/cut-zeek-wikipedia.pcap")).unwrap();
-        let (recs, err) = read_all(&mut r);
+        let (recs, err) = read_records(&mut r);
         assert_eq!(recs.len(), 58);
         assert_eq!(
             err.unwrap().to_string(),
@@ -1905,7 +1881,7 @@ mod tests {
         let mut r =
             CaptureReader::open(&dir.join("malformed/cut-zeek-pcapng-multi-interface.pcapng"))
                 .unwrap();
-        let (recs, err) = read_all(&mut r);
+        let (recs, err) = read_records(&mut r);
         assert_eq!(
             (recs.len(), err.map(|e| e.kind)),
             (5, Some(CaptureErrorKind::TruncatedRecord))
@@ -1922,7 +1898,7 @@ mod tests {
         std::fs::write(&gz_path, gzip(&raw)).unwrap();
         let mut plain = CaptureReader::open(&path).unwrap();
         let mut packed = CaptureReader::open(&gz_path).unwrap();
-        let (a, b) = (read_all(&mut plain), read_all(&mut packed));
+        let (a, b) = (read_records(&mut plain), read_records(&mut packed));
         assert!(a.1.is_none() && b.1.is_none());
         assert_eq!(a.0.len(), 17);
         assert!(a.0.iter().all(|r| r.4 == 48), "all on interface 48");
@@ -1964,7 +1940,7 @@ mod tests {
                 ];
                 let bytes = [magics[prefix], &data].concat();
                 if let Ok(mut r) = reader(bytes) {
-                    let _ = read_all(&mut r);
+                    let _ = read_records(&mut r);
                 }
             }
 
@@ -1981,7 +1957,7 @@ mod tests {
                 }
                 f.truncate(cut);
                 if let Ok(mut r) = reader(f) {
-                    let _ = read_all(&mut r);
+                    let _ = read_records(&mut r);
                 }
             }
         }

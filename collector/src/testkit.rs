@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::capture::CaptureReader;
+use crate::capture::{CaptureError, CaptureReader};
 use crate::ingest::{self, Engine, ReadStats};
 use crate::table::{TableConfig, TableStats};
 
@@ -91,4 +91,37 @@ pub fn assert_paths_agree(path: &Path, config: &TableConfig, at: &str) -> Option
     assert_eq!(fast.table, single.table, "{at}: table counters differ");
     assert_eq!(fast.error, single.error, "{at}: errors differ");
     Some(single)
+}
+
+/// A packet as read: (ts, caplen, wire_len, linktype, interface, data).
+pub type Rec = (i64, u32, u32, u32, u32, Vec<u8>);
+
+/// Every packet `r` gives, then the error that ended it, if any; panics
+/// unless each packet's data is `caplen` bytes and the reader gives nothing
+/// more after its error.
+pub fn read_records(r: &mut CaptureReader) -> (Vec<Rec>, Option<CaptureError>) {
+    let mut out = Vec::new();
+    loop {
+        match r.next_packet() {
+            Ok(Some(p)) => {
+                assert_eq!(usize::try_from(p.caplen).ok(), Some(p.data.len()));
+                out.push((
+                    p.ts.0,
+                    p.caplen,
+                    p.wire_len,
+                    p.linktype,
+                    p.interface,
+                    p.data.to_vec(),
+                ));
+            }
+            Ok(None) => return (out, None),
+            Err(e) => {
+                assert!(
+                    matches!(r.next_packet(), Ok(None)),
+                    "a packet after an error"
+                );
+                return (out, Some(e));
+            }
+        }
+    }
 }

@@ -8,26 +8,13 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use zonewatch_collector::capture::{CaptureError, CaptureReader};
+use zonewatch_collector::capture::CaptureReader;
+use zonewatch_collector::testkit::{Rec, read_records};
 
-type Rec = (i64, u32, u32, u32, u32, Vec<u8>);
-
+/// The packets and the text of the error that ended them.
 fn read_all(r: &mut CaptureReader) -> (Vec<Rec>, Option<String>) {
-    let mut out = Vec::new();
-    loop {
-        match r.next_packet() {
-            Ok(Some(p)) => out.push((
-                p.ts.0,
-                p.caplen,
-                p.wire_len,
-                p.linktype,
-                p.interface,
-                p.data.to_vec(),
-            )),
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(CaptureError::to_string(&e))),
-        }
-    }
+    let (recs, err) = read_records(r);
+    (recs, err.map(|e| e.to_string()))
 }
 
 /// One scratch file per fuzzing process, rewritten for every input.
