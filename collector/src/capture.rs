@@ -453,6 +453,11 @@ impl CaptureReader {
     }
 
     /// The next packet, `Ok(None)` at the end of the file (and after an error).
+    // Inlined into the reading loops: returned through memory, the packet's
+    // fields were stored piecewise and reloaded whole, and the loads waited
+    // on the stores (about 7% of the reading thread's time under perf;
+    // median 0.315 -> 0.295 s for the benchmark capture in 20 alternating runs).
+    #[inline(always)]
     pub fn next_packet(&mut self) -> Result<Option<CapturedPacket<'_>>, CaptureError> {
         if self.done {
             return Ok(None);
