@@ -173,8 +173,46 @@ pub fn findings_markdown(w: &mut dyn Write, findings: &[Finding]) -> io::Result<
 
 /// Writes findings as one JSON array.
 pub fn findings_json(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *w, findings).map_err(json_error)?;
+    w.write_all(&pretty_array(findings, PARALLEL_FROM)?)?;
     writeln!(w)
+}
+
+/// Items from which [`pretty_array`] renders on two threads (a busy
+/// capture's report: 1,244 findings, 2 MB, took 7-12 ms on one).
+const PARALLEL_FROM: usize = 64;
+
+/// `items` as a pretty-printed JSON array, the bytes of
+/// `serde_json::to_vec_pretty(items)`. From `parallel_from` items on, the
+/// two halves are rendered on two threads and joined.
+fn pretty_array<T: serde::Serialize + Sync>(
+    items: &[T],
+    parallel_from: usize,
+) -> io::Result<Vec<u8>> {
+    if items.len() < parallel_from.max(2) {
+        return serde_json::to_vec_pretty(items).map_err(json_error);
+    }
+    let (first, second) = items.split_at(items.len() / 2);
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| serde_json::to_vec_pretty(second));
+        let first = serde_json::to_vec_pretty(first);
+        (first, second.join())
+    });
+    let second = second.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let (mut first, second) = (first.map_err(json_error)?, second.map_err(json_error)?);
+    // "[\n  a\n]" and "[\n  b\n]" make "[\n  a,\n  b\n]": both halves hold
+    // items, so each is such an array.
+    match (
+        first.strip_suffix(b"\n]").map(<[u8]>::len),
+        second.strip_prefix(b"["),
+    ) {
+        (Some(keep), Some(rest)) => {
+            first.truncate(keep);
+            first.push(b',');
+            first.extend_from_slice(rest);
+            Ok(first)
+        }
+        _ => serde_json::to_vec_pretty(items).map_err(json_error),
+    }
 }
 
 /// Writes one finding per line.
@@ -281,4 +319,43 @@ pub fn flow_table_row(w: &mut dyn Write, f: &FlowRecord) -> io::Result<()> {
         f.tcp_flags,
         f.rtcp_flags
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Items of varied shapes: nested arrays and objects, empty ones,
+    /// strings needing escapes.
+    fn items(n: usize) -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| match i % 4 {
+                0 => serde_json::json!({"id": i, "tags": ["a", "b\"c"], "empty": [], "obj": {}}),
+                1 => serde_json::json!([i, {"x": null, "y": [1, [2, []]]}]),
+                2 => serde_json::json!(format!("line\n{i}")),
+                _ => serde_json::json!({"nested": {"deep": {"deeper": [i, i + 1]}}}),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_array_rendered_in_two_halves_is_the_one_rendered_whole() {
+        for n in 0..12 {
+            let v = items(n);
+            let whole = serde_json::to_vec_pretty(&v).unwrap();
+            for from in 0..=n + 1 {
+                let got = pretty_array(&v, from).unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(whole.clone()).unwrap(),
+                    "{n} items, parallel from {from}"
+                );
+            }
+        }
+        let v = items(1000);
+        assert_eq!(
+            pretty_array(&v, 2).unwrap(),
+            serde_json::to_vec_pretty(&v).unwrap()
+        );
+    }
 }

@@ -871,28 +871,64 @@ impl FlowTable {
 
     /// Ends every live flow, oldest first, handing them over in chunks so a
     /// large table is never held twice (once as flows, once as records).
+    /// A large table's records are made on a second thread while
+    /// `on_flows` takes the previous chunk (ending 100,000 flows is the
+    /// serial end of reading a capture: the two halves overlap).
     pub fn flush_each(&mut self, on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>)) {
-        const CHUNK: usize = 4096;
-        // Newest first, so that each chunk comes off the end of the vector.
-        let mut all = self.flows.take_all();
-        all.sort_unstable_by_key(|(_, f)| std::cmp::Reverse(f.first));
-        while !all.is_empty() {
-            // The CHUNK oldest flows, and every flow starting at the same
-            // time as the newest of them: records are sorted by (start, id)
-            // within a chunk, so the chunks follow each other in that order.
-            let mut from = all.len().saturating_sub(CHUNK);
-            let upto = all.get(from).map(|e| e.1.first);
-            while from > 0 && all.get(from - 1).map(|e| e.1.first) == upto {
-                from -= 1;
-            }
-            let mut chunk: Vec<FlowRecord> = all
-                .drain(from..)
-                .map(|(key, flow)| make_record(&self.sources, &self.vlans, &key, &flow))
-                .collect();
-            chunk.sort_by_key(|r| (r.first, r.id));
-            on_flows(&mut chunk);
+        let all = self.flows.take_all();
+        let (sources, vlans) = (&self.sources, &self.vlans);
+        if all.len() <= FLUSH_CHUNK {
+            flush_chunks(sources, vlans, all, &mut |mut chunk| {
+                on_flows(&mut chunk);
+                true
+            });
+        } else {
+            // Two chunks in flight bound the records held at once.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            std::thread::scope(|scope| {
+                scope.spawn(move || flush_chunks(sources, vlans, all, &mut |c| tx.send(c).is_ok()));
+                // Ends when the maker is done (or stops because this
+                // side unwinds and drops the receiver).
+                for mut chunk in rx {
+                    on_flows(&mut chunk);
+                }
+            });
         }
         self.fragments.clear();
+    }
+}
+
+/// Flows per chunk of [`FlowTable::flush_each`].
+const FLUSH_CHUNK: usize = 4096;
+
+/// Makes the records of `all`, oldest first, and hands them to `give` in
+/// chunks sorted by (start, id), the chunks in that order too; stops when
+/// `give` returns false.
+fn flush_chunks(
+    sources: &[Arc<str>],
+    vlans: &[Vlans],
+    mut all: Vec<(FlowKey, Flow)>,
+    give: &mut dyn FnMut(Vec<FlowRecord>) -> bool,
+) {
+    // Newest first, so that each chunk comes off the end of the vector.
+    all.sort_unstable_by_key(|(_, f)| std::cmp::Reverse(f.first));
+    while !all.is_empty() {
+        // The FLUSH_CHUNK oldest flows, and every flow starting at the same
+        // time as the newest of them: records are sorted by (start, id)
+        // within a chunk, so the chunks follow each other in that order.
+        let mut from = all.len().saturating_sub(FLUSH_CHUNK);
+        let upto = all.get(from).map(|e| e.1.first);
+        while from > 0 && all.get(from - 1).map(|e| e.1.first) == upto {
+            from -= 1;
+        }
+        let mut chunk: Vec<FlowRecord> = all
+            .drain(from..)
+            .map(|(key, flow)| make_record(sources, vlans, &key, &flow))
+            .collect();
+        chunk.sort_by_key(|r| (r.first, r.id));
+        if !give(chunk) {
+            return;
+        }
     }
 }
 
@@ -1157,6 +1193,42 @@ mod tests {
         }
         t.flush(&mut out);
         (out, t.stats().clone())
+    }
+
+    #[test]
+    fn a_large_flush_hands_over_every_flow_once_in_start_order_in_bounded_chunks() {
+        // More flows than three chunks (the records are made on a second
+        // thread), starting in an order unlike the table's, many at the same
+        // time (a chunk takes every flow starting with its newest).
+        let n = 3 * FLUSH_CHUNK + 123;
+        let mut t = FlowTable::new(TableConfig::default());
+        let src = t.add_source("test.pcap");
+        let mut out = Vec::new();
+        for i in 0..n {
+            let secs = i64::try_from((i * 7919) % 61).unwrap();
+            let sport = u16::try_from(1024 + i).unwrap();
+            t.ingest(src, at(secs), &udp(C, sport, S, 53, 40), &mut out);
+        }
+        assert!(out.is_empty(), "no flow ends before the flush");
+        let mut chunks = Vec::new();
+        t.flush_each(&mut |chunk| chunks.push(std::mem::take(chunk)));
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        let all: Vec<FlowRecord> = chunks.iter().flatten().cloned().collect();
+        assert_eq!(all.len(), n);
+        let ports: std::collections::BTreeSet<u16> = all.iter().map(|r| r.sport).collect();
+        assert_eq!(ports.len(), n, "each flow once");
+        assert!(
+            all.windows(2)
+                .all(|w| (w[0].first, w[0].id) <= (w[1].first, w[1].id)),
+            "records in (start, id) order across chunks"
+        );
+        for c in &chunks {
+            // A chunk holds FLUSH_CHUNK flows plus those starting with its newest.
+            let newest = c.last().unwrap().first;
+            let ties = c.iter().filter(|r| r.first == newest).count();
+            assert!(c.len() <= FLUSH_CHUNK + ties, "chunk of {}", c.len());
+        }
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
