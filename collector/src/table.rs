@@ -950,10 +950,7 @@ fn sort_records(records: &mut [FlowRecord]) {
     const DONE: usize = usize::MAX;
     for start in 0..order.len() {
         let mut at = start;
-        loop {
-            let Some(entry) = order.get_mut(at) else {
-                break;
-            };
+        while let Some(entry) = order.get_mut(at) {
             let from = std::mem::replace(&mut entry.2, DONE);
             if from == DONE || from == start {
                 break;
