@@ -136,10 +136,15 @@ pub fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     let report = analyzer.finish();
     let stdout = io::stdout();
     let mut w = BufWriter::new(stdout.lock());
-    let mut shown: Vec<Finding> = report.findings.clone();
-    if a.show_suppressed {
-        shown.extend(report.suppressed.iter().cloned());
-    }
+    // Copied only to add the suppressed ones (a busy capture's findings
+    // carry thousands of sample flows).
+    let shown: std::borrow::Cow<'_, [Finding]> = if a.show_suppressed {
+        let mut all = report.findings.clone();
+        all.extend(report.suppressed.iter().cloned());
+        all.into()
+    } else {
+        (&report.findings[..]).into()
+    };
     match a.format {
         FindingFormat::Table => render::findings_table(&mut w, &shown)?,
         FindingFormat::Json => render::findings_json(&mut w, &shown)?,
