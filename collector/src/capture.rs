@@ -710,6 +710,10 @@ impl CaptureReader {
         Ok(())
     }
 
+    // Inlined into next_packet (and so into the reading loops), the record's
+    // fields stay in registers: CPU 486 -> 452 ms and 460 -> 445 ms (medians
+    // of 10 and 12 alternating runs of the benchmark capture; wall time the same).
+    #[inline(always)]
     fn next_pcap(&mut self) -> Result<Option<Located>, CaptureError> {
         let State::Pcap {
             big_endian,
