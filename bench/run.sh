@@ -16,7 +16,12 @@
 # to stderr. A missing tool is skipped with a note. A failing one is reported
 # with the tail of its stderr, and the benchmark goes on.
 #
-# Environment: FLOWS, PACKETS, SEED, RUNS (default 3), CARGO_TARGET_DIR,
+# After them, zonewatch analyze, softflowd, nfpcapd and cat take turns for
+# PAIRED_RUNS rounds (default 10; 0: none), and each round's ratios to
+# zonewatch analyze are reported too (median and range): the machine's speed
+# drifts between the minutes in which each tool's own runs are made.
+#
+# Environment: FLOWS, PACKETS, SEED, RUNS (default 3), PAIRED_RUNS, CARGO_TARGET_DIR,
 # SKIP (space-separated row names to skip, e.g. SKIP="tshark").
 
 set -uo pipefail
@@ -30,6 +35,7 @@ SEED=${SEED:-1}
 # busy link), which is what the memory-per-live-flow figure needs.
 DURATION=${DURATION:-10}
 RUNS=${RUNS:-3}
+PAIRED_RUNS=${PAIRED_RUNS:-10}
 SKIP=${SKIP:-}
 OUT=bench/out
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -178,6 +184,36 @@ measure "tshark" "0" "" tshark -n -q -r "$PCAP" -z conv,tcp
 measure "tcpdump" "0" "" tcpdump -n -r "$PCAP" -w /dev/null
 measure "cat" "0" "" cat "$PCAP"
 
+# --- paired runs -------------------------------------------------------------------
+# Ratios from the medians above compare tools timed minutes apart, and this
+# machine's speed drifts by a fifth within minutes. Here the fast tools take
+# turns, round after round (each run after warming the cache), and each
+# round gives its own ratio to zonewatch analyze: the median of those is not
+# moved by the drift. Rows that failed or were skipped above are left out.
+PAIRED=$OUT/paired.tsv
+: >"$PAIRED"
+PAIRED_ROWS=()
+for row in "zonewatch analyze" softflowd nfpcapd cat; do
+    slug=${row// /-}
+    if [[ -s $RUNDIR/$slug/cmd.sh ]] && grep -q "^$row	[^	]*	[0-9]" "$RESULTS"; then
+        PAIRED_ROWS+=("$row")
+    fi
+done
+if ((${#PAIRED_ROWS[@]} > 1 && PAIRED_RUNS > 0)); then
+    log "== paired runs: ${PAIRED_ROWS[*]}, $PAIRED_RUNS rounds"
+    for ((round = 1; round <= PAIRED_RUNS; round++)); do
+        for row in "${PAIRED_ROWS[@]}"; do
+            slug=${row// /-}
+            bash -c "$WARM"
+            [[ $row == nfpcapd ]] && rm -rf "$NFDIR" && mkdir -p "$NFDIR"
+            t0=$(date +%s%N)
+            bash "$RUNDIR/$slug/cmd.sh"
+            t1=$(date +%s%N)
+            printf '%s\t%s\t%s\n' "$round" "$row" "$(((t1 - t0) / 1000))" >>"$PAIRED"
+        done
+    done
+fi
+
 # --- report --------------------------------------------------------------------
 {
     echo "## zonewatch benchmark"
@@ -202,6 +238,35 @@ measure "cat" "0" "" cat "$PCAP"
             printf "| %s | `%s` | %.3f s | %.2f s | %s | %.1f MiB | %s | %s | %s |\n", row[i], cmd[i], t[i], cpu[i], pps, rss[i] / 1024, xc, xz, bpl
           }
         }' "$RESULTS"
+    if [[ -s $PAIRED ]]; then
+        echo
+        echo "Paired runs: $PAIRED_RUNS rounds in which the tools take turns, so that each round's ratios are measured under the same machine speed (wall time, median and range of the per-round ratios)."
+        echo
+        awk -F'\t' '
+            { t[$1, $2] = $3; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } rounds[$1] = 1 }
+            function median(a, k,   i, j, x) {
+                for (i = 2; i <= k; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+                return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+            }
+            END {
+              print "| tool | median wall | × zonewatch analyze: median | min | max |"
+              print "| --- | ---: | ---: | ---: | ---: |"
+              for (i = 1; i <= n; i++) {
+                tool = order[i]; k = 0; m = 0; lo = ""; hi = ""
+                for (r in rounds) {
+                  if (!((r, tool) in t)) continue
+                  w[++k] = t[r, tool] / 1e6
+                  if ((r, "zonewatch analyze") in t && t[r, "zonewatch analyze"] > 0) {
+                    q = t[r, tool] / t[r, "zonewatch analyze"]; x[++m] = q
+                    if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q
+                  }
+                }
+                if (k == 0) continue
+                printf "| %s | %.3f s | %s | %s | %s |\n", tool, median(w, k), (m ? sprintf("%.2f", median(x, m)) : "-"), (m ? sprintf("%.2f", lo) : "-"), (m ? sprintf("%.2f", hi) : "-")
+                delete w; delete x
+              }
+            }' "$PAIRED"
+    fi
     if ((${#NOTES[@]})); then
         echo
         for n in "${NOTES[@]}"; do echo "- $n"; done
