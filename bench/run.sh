@@ -187,29 +187,47 @@ measure "cat" "0" "" cat "$PCAP"
 # --- paired runs -------------------------------------------------------------------
 # Ratios from the medians above compare tools timed minutes apart, and this
 # machine's speed drifts by a fifth within minutes. Here the fast tools take
-# turns, round after round (each run after warming the cache), and each
-# round gives its own ratio to zonewatch analyze: the median of those is not
-# moved by the drift. Rows that failed or were skipped above are left out.
+# turns, round after round (each run after warming the cache, the order
+# rotating so that no tool always follows the same one), and each round
+# gives its own ratio to zonewatch analyze: the median of those is not moved
+# by the drift. Rows that failed or were skipped above are left out, and a
+# run that fails here is reported and its round's time dropped.
 PAIRED=$OUT/paired.tsv
 : >"$PAIRED"
 PAIRED_ROWS=()
 for row in "zonewatch analyze" softflowd nfpcapd cat; do
-    slug=${row// /-}
-    if [[ -s $RUNDIR/$slug/cmd.sh ]] && grep -q "^$row	[^	]*	[0-9]" "$RESULTS"; then
+    if grep -q "^$row	[^	]*	[0-9]" "$RESULTS"; then
         PAIRED_ROWS+=("$row")
     fi
 done
-if ((${#PAIRED_ROWS[@]} > 1 && PAIRED_RUNS > 0)); then
+# Accepted exit codes, as in the measure calls above.
+paired_ok() { [[ $1 == "zonewatch analyze" ]] && echo "0 1" || echo "0"; }
+if [[ ${PAIRED_ROWS[0]:-} == "zonewatch analyze" ]] && ((${#PAIRED_ROWS[@]} > 1 && PAIRED_RUNS > 0)); then
     log "== paired runs: ${PAIRED_ROWS[*]}, $PAIRED_RUNS rounds"
+    n=${#PAIRED_ROWS[@]}
     for ((round = 1; round <= PAIRED_RUNS; round++)); do
-        for row in "${PAIRED_ROWS[@]}"; do
+        for ((k = 0; k < n; k++)); do
+            row=${PAIRED_ROWS[(k + round) % n]}
             slug=${row// /-}
+            dir=$RUNDIR/$slug/paired
+            mkdir -p "$dir"
+            # The measured command, its time and exit code kept apart from
+            # the runs above.
+            sed -e "s|$RUNDIR/$slug/rss|$dir/rss|" -e "s|$RUNDIR/$slug/rc|$dir/rc|" \
+                -e "s|$RUNDIR/$slug/stderr|$dir/stderr|" "$RUNDIR/$slug/cmd.sh" >"$dir/cmd.sh"
             bash -c "$WARM"
             [[ $row == nfpcapd ]] && rm -rf "$NFDIR" && mkdir -p "$NFDIR"
-            t0=$(date +%s%N)
-            bash "$RUNDIR/$slug/cmd.sh"
-            t1=$(date +%s%N)
-            printf '%s\t%s\t%s\n' "$round" "$row" "$(((t1 - t0) / 1000))" >>"$PAIRED"
+            t0=$EPOCHREALTIME
+            bash "$dir/cmd.sh"
+            t1=$EPOCHREALTIME
+            rc=$(tail -n 1 "$dir/rc")
+            if [[ " $(paired_ok "$row") " != *" $rc "* ]]; then
+                log "   paired round $round: $row failed (exit $rc); its time is left out"
+                NOTES+=("paired round $round: $row failed with exit code $rc")
+                continue
+            fi
+            awk -v r="$round" -v row="$row" -v a="$t0" -v b="$t1" \
+                'BEGIN { printf "%s\t%s\t%.0f\n", r, row, (b - a) * 1e6 }' >>"$PAIRED"
         done
     done
 fi
@@ -242,8 +260,9 @@ fi
         echo
         echo "Paired runs: $PAIRED_RUNS rounds in which the tools take turns, so that each round's ratios are measured under the same machine speed (wall time, median and range of the per-round ratios)."
         echo
-        awk -F'\t' '
-            { t[$1, $2] = $3; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } rounds[$1] = 1 }
+        awk -F'\t' -v rows="zonewatch analyze|softflowd|nfpcapd|cat" '
+            BEGIN { n = split(rows, order, "|") }
+            { t[$1, $2] = $3; rounds[$1] = 1 }
             function median(a, k,   i, j, x) {
                 for (i = 2; i <= k; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
                 return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2

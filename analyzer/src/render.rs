@@ -173,23 +173,24 @@ pub fn findings_markdown(w: &mut dyn Write, findings: &[Finding]) -> io::Result<
 
 /// Writes findings as one JSON array.
 pub fn findings_json(w: &mut dyn Write, findings: &[Finding]) -> io::Result<()> {
-    w.write_all(&pretty_array(findings, PARALLEL_FROM)?)?;
+    write_pretty_array(w, findings, PARALLEL_FROM)?;
     writeln!(w)
 }
 
-/// Items from which [`pretty_array`] renders on two threads (a busy
-/// capture's report: 1,244 findings, 2 MB, took 7-12 ms on one).
+/// Items from which [`write_pretty_array`] renders on two threads (a busy
+/// capture's report: thousands of findings, megabytes of JSON).
 const PARALLEL_FROM: usize = 64;
 
-/// `items` as a pretty-printed JSON array, the bytes of
-/// `serde_json::to_vec_pretty(items)`. From `parallel_from` items on, the
-/// two halves are rendered on two threads and joined.
-fn pretty_array<T: serde::Serialize + Sync>(
+/// Writes `items` as a pretty-printed JSON array, the bytes of
+/// `serde_json::to_writer_pretty`. From `parallel_from` items on, the two
+/// halves are rendered on two threads and written joined.
+fn write_pretty_array<T: serde::Serialize + Sync>(
+    w: &mut dyn Write,
     items: &[T],
     parallel_from: usize,
-) -> io::Result<Vec<u8>> {
+) -> io::Result<()> {
     if items.len() < parallel_from.max(2) {
-        return serde_json::to_vec_pretty(items).map_err(json_error);
+        return serde_json::to_writer_pretty(&mut *w, items).map_err(json_error);
     }
     let (first, second) = items.split_at(items.len() / 2);
     let (first, second) = std::thread::scope(|scope| {
@@ -198,20 +199,22 @@ fn pretty_array<T: serde::Serialize + Sync>(
         (first, second.join())
     });
     let second = second.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    let (mut first, second) = (first.map_err(json_error)?, second.map_err(json_error)?);
+    let (first, second) = (first.map_err(json_error)?, second.map_err(json_error)?);
     // "[\n  a\n]" and "[\n  b\n]" make "[\n  a,\n  b\n]": both halves hold
-    // items, so each is such an array.
-    match (
-        first.strip_suffix(b"\n]").map(<[u8]>::len),
-        second.strip_prefix(b"["),
-    ) {
-        (Some(keep), Some(rest)) => {
-            first.truncate(keep);
-            first.push(b',');
-            first.extend_from_slice(rest);
-            Ok(first)
+    // items, so each is such an array (a string in JSON holds no raw newline).
+    match (first.strip_suffix(b"\n]"), second.strip_prefix(b"[")) {
+        (Some(head), Some(tail)) => {
+            w.write_all(head)?;
+            w.write_all(b",")?;
+            w.write_all(tail)
         }
-        _ => serde_json::to_vec_pretty(items).map_err(json_error),
+        _ => {
+            debug_assert!(
+                false,
+                "a pretty JSON array of items ends in \\n] and starts with ["
+            );
+            serde_json::to_writer_pretty(&mut *w, items).map_err(json_error)
+        }
     }
 }
 
@@ -344,7 +347,8 @@ mod tests {
             let v = items(n);
             let whole = serde_json::to_vec_pretty(&v).unwrap();
             for from in 0..=n + 1 {
-                let got = pretty_array(&v, from).unwrap();
+                let mut got = Vec::new();
+                write_pretty_array(&mut got, &v, from).unwrap();
                 assert_eq!(
                     String::from_utf8(got).unwrap(),
                     String::from_utf8(whole.clone()).unwrap(),
@@ -353,9 +357,8 @@ mod tests {
             }
         }
         let v = items(1000);
-        assert_eq!(
-            pretty_array(&v, 2).unwrap(),
-            serde_json::to_vec_pretty(&v).unwrap()
-        );
+        let mut got = Vec::new();
+        write_pretty_array(&mut got, &v, 2).unwrap();
+        assert_eq!(got, serde_json::to_vec_pretty(&v).unwrap());
     }
 }

@@ -455,8 +455,7 @@ impl CaptureReader {
     /// The next packet, `Ok(None)` at the end of the file (and after an error).
     // Inlined into the reading loops: returned through memory, the packet's
     // fields were stored piecewise and reloaded whole, and the loads waited
-    // on the stores (about 7% of the reading thread's time under perf;
-    // median 0.315 -> 0.295 s for the benchmark capture in 20 alternating runs).
+    // on the stores.
     #[inline(always)]
     pub fn next_packet(&mut self) -> Result<Option<CapturedPacket<'_>>, CaptureError> {
         if self.done {
@@ -711,8 +710,7 @@ impl CaptureReader {
     }
 
     // Inlined into next_packet (and so into the reading loops), the record's
-    // fields stay in registers: CPU 486 -> 452 ms and 460 -> 445 ms (medians
-    // of 10 and 12 alternating runs of the benchmark capture; wall time the same).
+    // fields stay in registers.
     #[inline(always)]
     fn next_pcap(&mut self) -> Result<Option<Located>, CaptureError> {
         let State::Pcap {
