@@ -810,14 +810,7 @@ pub fn decode_plain(linktype: u32, data: &[u8]) -> Option<Plain<'_>> {
 impl Plain<'_> {
     /// Whether `info`, which [`decode`] made of `frame`, is this same packet.
     pub fn agrees_with(&self, info: &PacketInfo, frame: &[u8]) -> bool {
-        let bytes = |a: IpAddr| match a {
-            IpAddr::V4(v4) => {
-                let mut b = [0; 16];
-                b[..4].copy_from_slice(&v4.octets());
-                (b, false)
-            }
-            IpAddr::V6(v6) => (v6.octets(), true),
-        };
+        let bytes = crate::table::addr_bytes;
         info.vlan.as_slice().is_empty()
             && info.fragment == Fragment::None
             && info.truncated.is_none()
