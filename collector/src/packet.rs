@@ -960,6 +960,7 @@ fn quoted(data: &[u8], v6: bool) -> Option<Quoted> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::check_plain;
     use proptest::prelude::*;
 
     const A4: [u8; 4] = [192, 0, 2, 1];
@@ -1800,10 +1801,9 @@ mod tests {
     fn plain_packets_are_read_as_decode_reads_them() {
         let (plain, other) = plain_and_other_frames();
         for f in &plain {
-            let p = decode_plain(linktype::ETHERNET, f)
-                .unwrap_or_else(|| panic!("not plain: {f:02x?}"));
-            let info = ip(decode(linktype::ETHERNET, f));
-            assert!(p.agrees_with(&info, f), "{p:?}\n{info:?}");
+            // Read as decode reads it, and keyed alike.
+            assert!(check_plain(linktype::ETHERNET, f), "not plain: {f:02x?}");
+            let p = decode_plain(linktype::ETHERNET, f).unwrap();
             // The same packet under the other link types read this way.
             let ip_part = &f[14..];
             let sll = cat(&[
@@ -1825,11 +1825,8 @@ mod tests {
                 (linktype::RAW_14, ip_part),
                 (version_link, ip_part),
             ] {
-                let q = decode_plain(lt, frame).unwrap_or_else(|| panic!("not plain as {lt}"));
-                assert!(
-                    q.agrees_with(&ip(decode(lt, frame)), frame),
-                    "link type {lt}"
-                );
+                assert!(check_plain(lt, frame), "not plain as {lt}");
+                let q = decode_plain(lt, frame).unwrap();
                 assert_eq!((q.src, q.sport, q.ip_len), (p.src, p.sport, p.ip_len));
             }
         }
@@ -1851,24 +1848,6 @@ mod tests {
         );
         for f in &other {
             assert_eq!(decode_plain(linktype::ETHERNET, f), None, "{f:02x?}");
-        }
-    }
-
-    #[test]
-    fn plain_packets_are_keyed_as_decoded_ones() {
-        let mut table = crate::table::FlowTable::new(crate::table::TableConfig::default());
-        let source = table.add_source("test");
-        let keyer = table.keyer(source);
-        let ts = crate::time::Timestamp::from_secs_nanos(1_700_000_000, 5);
-        let (plain, _) = plain_and_other_frames();
-        for f in &plain {
-            let p = decode_plain(linktype::ETHERNET, f).unwrap();
-            let info = ip(decode(linktype::ETHERNET, f));
-            assert_eq!(
-                Some(keyer.key_plain(ts, &p)),
-                keyer.key(ts, &info),
-                "{f:02x?}"
-            );
         }
     }
 
@@ -1902,17 +1881,7 @@ mod tests {
                 }
             }
             f.truncate(cut);
-            if let Some(p) = decode_plain(lt, &f) {
-                let Decoded::Ip(info) = decode(lt, &f) else {
-                    panic!("plain but not IP: {f:02x?}");
-                };
-                prop_assert!(p.agrees_with(&info, &f), "{:?}\n{:?}", p, info);
-                let mut table = crate::table::FlowTable::new(crate::table::TableConfig::default());
-                let source = table.add_source("test");
-                let keyer = table.keyer(source);
-                let ts = crate::time::Timestamp(7);
-                prop_assert_eq!(Some(keyer.key_plain(ts, &p)), keyer.key(ts, &info));
-            }
+            check_plain(lt, &f);
         }
     }
 

@@ -125,3 +125,30 @@ pub fn read_records(r: &mut CaptureReader) -> (Vec<Rec>, Option<CaptureError>) {
         }
     }
 }
+
+/// Holds [`crate::packet::decode_plain`] to [`crate::packet::decode`]: where
+/// the one-pass reader reads `frame` (of link type `lt`), the full decoder
+/// reads the same packet ([`crate::packet::Plain::agrees_with`]) and the
+/// table keys both alike. Returns whether `decode_plain` read it; panics
+/// with both readings otherwise.
+pub fn check_plain(lt: u32, frame: &[u8]) -> bool {
+    use crate::packet::{Decoded, decode, decode_plain};
+    let Some(p) = decode_plain(lt, frame) else {
+        return false;
+    };
+    let decoded = decode(lt, frame);
+    let Decoded::Ip(info) = decoded else {
+        panic!("decode_plain read {p:?}, decode {decoded:?}");
+    };
+    assert!(p.agrees_with(&info, frame), "{p:?}\n{info:?}");
+    let mut table = crate::table::FlowTable::new(TableConfig::default());
+    let source = table.add_source("check");
+    let keyer = table.keyer(source);
+    let ts = crate::time::Timestamp::from_secs_nanos(1_700_000_000, 5);
+    assert_eq!(
+        Some(keyer.key_plain(ts, &p)),
+        keyer.key(ts, &info),
+        "keys of {p:?}"
+    );
+    true
+}
