@@ -121,13 +121,15 @@ measure() {
     rm -rf "$dir"
     mkdir -p "$dir"
     # One timed run: GNU time records max RSS, the exit code is kept aside
-    # (zonewatch analyze exits 1 when it has findings).
+    # (zonewatch analyze exits 1 when it has findings), in the folder given
+    # as argument (default: this row's).
     {
         echo '#!/usr/bin/env bash'
-        printf '%q -f %q -a -o %q ' "$TIME_BIN" '%M %U %S' "$dir/rss"
+        printf 'out=${1:-%q}\n' "$dir"
+        printf '%q -f %q -a -o "$out/rss" ' "$TIME_BIN" '%M %U %S'
         printf '%q ' "$@"
-        printf '>/dev/null 2>%q\n' "$dir/stderr"
-        printf 'echo $? >>%q\n' "$dir/rc"
+        printf '>/dev/null 2>"$out/stderr"\n'
+        printf 'echo $? >>"$out/rc"\n'
     } >"$dir/cmd.sh"
     log "== $row: $shown"
     if ((HAVE_HYPERFINE)); then
@@ -209,16 +211,13 @@ if [[ ${PAIRED_ROWS[0]:-} == "zonewatch analyze" ]] && ((${#PAIRED_ROWS[@]} > 1 
         for ((k = 0; k < n; k++)); do
             row=${PAIRED_ROWS[(k + round) % n]}
             slug=${row// /-}
+            # Its max RSS, stderr and exit code kept apart from the runs above.
             dir=$RUNDIR/$slug/paired
             mkdir -p "$dir"
-            # The measured command, its time and exit code kept apart from
-            # the runs above.
-            sed -e "s|$RUNDIR/$slug/rss|$dir/rss|" -e "s|$RUNDIR/$slug/rc|$dir/rc|" \
-                -e "s|$RUNDIR/$slug/stderr|$dir/stderr|" "$RUNDIR/$slug/cmd.sh" >"$dir/cmd.sh"
             bash -c "$WARM"
             [[ $row == nfpcapd ]] && rm -rf "$NFDIR" && mkdir -p "$NFDIR"
             t0=$EPOCHREALTIME
-            bash "$dir/cmd.sh"
+            bash "$RUNDIR/$slug/cmd.sh" "$dir"
             t1=$EPOCHREALTIME
             rc=$(tail -n 1 "$dir/rc")
             if [[ " $(paired_ok "$row") " != *" $rc "* ]]; then
