@@ -21,8 +21,19 @@
 # zonewatch analyze are reported too (median and range): the machine's speed
 # drifts between the minutes in which each tool's own runs are made.
 #
-# Environment: FLOWS, PACKETS, SEED, RUNS (default 3), PAIRED_RUNS, CARGO_TARGET_DIR,
-# SKIP (space-separated row names to skip, e.g. SKIP="tshark").
+# CACHE sets how the page cache holds the capture, which moves every tool's
+# reading cost (the kernel's copy of a 1.2 GB file took 0.10-0.13 s from one
+# state and 0.16-0.20 s from the other on the test machine):
+#   CACHE=disk     (default) its cached pages are dropped and it is read back
+#                  once, so it is cached as any capture read from disk is:
+#                  by readahead, in large folios (2 MiB on Linux 6.18/ext4);
+#   CACHE=written  it is generated anew for the run and left as the
+#                  generator's writes cached it, in small folios (a capture
+#                  analysed right after it was written).
+# The report says which, with the kernel's FileHugePages before and after.
+#
+# Environment: FLOWS, PACKETS, SEED, RUNS (default 3), PAIRED_RUNS, CACHE,
+# CARGO_TARGET_DIR, SKIP (space-separated row names to skip, e.g. SKIP="tshark").
 
 set -uo pipefail
 
@@ -36,6 +47,7 @@ SEED=${SEED:-1}
 DURATION=${DURATION:-10}
 RUNS=${RUNS:-3}
 PAIRED_RUNS=${PAIRED_RUNS:-10}
+CACHE=${CACHE:-disk}
 SKIP=${SKIP:-}
 OUT=bench/out
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -60,6 +72,11 @@ if ! cargo build --release -p zonewatch -p zonewatch-gencap 2>"$OUT/build.log"; 
 fi
 
 # --- capture -----------------------------------------------------------------
+case $CACHE in
+    disk) ;;
+    written) rm -f "$PCAP" ;;
+    *) log "error: CACHE is 'disk' or 'written', not '$CACHE'"; exit 2 ;;
+esac
 if [[ ! -s $PCAP || ! -s $ZONES ]]; then
     log "== generating $PCAP ($FLOWS flows, $PACKETS packets, seed $SEED)"
     if ! "$BIN/zonewatch-gencap" bench --out "$PCAP.tmp" --flows "$FLOWS" --packets "$PACKETS" \
@@ -78,6 +95,17 @@ if [[ -z $NPKTS ]] && command -v capinfos >/dev/null; then
 fi
 NPKTS=${NPKTS:-$PACKETS}
 SIZE=$(stat -c %s "$PCAP")
+
+# Page-cache-resident file pages in PMD-sized (2 MiB) folios, in MiB.
+huge_mib() { awk '/^FileHugePages:/ { printf "%d", $2 / 1024 }' /proc/meminfo; }
+if [[ $CACHE == disk ]]; then
+    log "== dropping the capture's cached pages and reading it back"
+    # Written pages are only dropped once on disk.
+    sync "$PCAP"
+    dd if="$PCAP" iflag=nocache count=0 status=none
+    cat "$PCAP" >/dev/null
+fi
+HUGE_BEFORE=$(huge_mib)
 
 # --- measurement ---------------------------------------------------------------
 HAVE_HYPERFINE=0
@@ -237,6 +265,10 @@ fi
     echo
     echo "Capture: \`$PCAP\`: $NPKTS packets, $FLOWS flows, $((SIZE / 1048576)) MiB, from \`zonewatch-gencap bench --flows $FLOWS --packets $PACKETS --seed $SEED --duration-secs $DURATION\`."
     echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr). $(date -u +%Y-%m-%dT%H:%M:%SZ)."
+    case $CACHE in
+        disk) echo "Page cache: the capture's pages were dropped and the file read back once, as read from disk (CACHE=disk). FileHugePages: $HUGE_BEFORE MiB before the runs, $(huge_mib) MiB after." ;;
+        written) echo "Page cache: the capture as its generator just wrote it (CACHE=written). FileHugePages: $HUGE_BEFORE MiB before the runs, $(huge_mib) MiB after." ;;
+    esac
     echo "Median of $RUNS runs, each from a freshly warmed page cache$( ((HAVE_HYPERFINE)) && echo ' (hyperfine)'). Max RSS and CPU time are from GNU time. F is the capture and Z its zones file."
     echo
     awk -F'\t' -v npk="$NPKTS" '
