@@ -683,9 +683,9 @@ impl Monitor {
             return;
         }
         self.oldest_pending.get_or_insert_with(Instant::now);
-        let v = self.analyzer.policy().evaluate(&path_query(f));
+        let policy = Arc::clone(self.analyzer.policy());
+        let v = policy.evaluate(&path_query(f));
         self.analyzer.observe_part(&delta, &v, first);
-        let policy = self.analyzer.policy();
         let bucket_ns =
             i64::try_from(self.settings.bucket_secs.max(1)).unwrap_or(300) * 1_000_000_000;
         let bucket = f.last.0.div_euclid(bucket_ns) * bucket_ns;

@@ -8,7 +8,8 @@ use zonewatch_collector::packet::{PacketInfo, ip_proto};
 use zonewatch_collector::time::Timestamp;
 use zonewatch_collector::{FlowRecord, FlowState, OrientedBy};
 use zonewatch_zones::{
-    AddressClass, Decision, Exposure, PathQuery, Policy, Severity, Trust, Verdict, ZoneId,
+    AddressClass, Decision, DecisionCache, Exposure, PathQuery, Policy, Severity, Trust, Verdict,
+    ZoneId,
 };
 
 use crate::finding::{Confidence, Finding, FindingKind, SuppressionNote, stable_id};
@@ -260,6 +261,8 @@ pub struct Analyzer {
     stats: AnalyzerStats,
     /// Monitor mode: paths seen, for `new-path` and the store.
     paths: Option<PathTracker>,
+    /// The policy's decisions so far, for [`Analyzer::observe`].
+    decisions: DecisionCache,
 }
 
 /// The result of an analysis.
@@ -428,6 +431,7 @@ impl Analyzer {
             new_keys: Vec::new(),
             stats: AnalyzerStats::default(),
             paths: None,
+            decisions: DecisionCache::default(),
         }
     }
 
@@ -466,7 +470,8 @@ impl Analyzer {
 
     /// Takes one flow into account. Returns whether a finding kept it as a sample flow.
     pub fn observe(&mut self, flow: &FlowRecord) -> bool {
-        let verdict = self.policy.evaluate(&path_query(flow));
+        let policy = Arc::clone(&self.policy);
+        let verdict = policy.evaluate_cached(&path_query(flow), &mut self.decisions);
         self.observe_part(flow, &verdict, true)
     }
 
@@ -905,7 +910,8 @@ mod tests {
     fn parts_of_one_flow_count_it_once_and_add_their_counters() {
         let mut a = Analyzer::new(two_zones(), AnalyzerConfig::default());
         let f = flow("10.1.0.5", "10.2.0.10", 22, 1_000, 3);
-        let v = a.policy().evaluate(&path_query(&f));
+        let policy = Arc::clone(a.policy());
+        let v = policy.evaluate(&path_query(&f));
         a.observe_part(&f, &v, true);
         a.observe_part(&flow("10.1.0.5", "10.2.0.10", 22, 1_000, 4), &v, false);
         let deltas = a.take_deltas();

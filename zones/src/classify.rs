@@ -47,7 +47,8 @@ pub(crate) struct Owner {
     pub(crate) group: Option<GroupId>,
 }
 
-/// The LPM tables, built once at load.
+/// The LPM tables, built once at load, and the address runs made from them
+/// by [`Classifier::seal`].
 #[derive(Clone, Debug)]
 pub(crate) struct Classifier {
     v4: PrefixMap<Ipv4Net, Owner>,
@@ -57,6 +58,50 @@ pub(crate) struct Classifier {
     internet: ZoneId,
     undeclared: ZoneId,
     local: ZoneId,
+    /// Empty until sealed (and again after an insert).
+    runs_v4: Runs<u32>,
+    runs_v6: Runs<u128>,
+}
+
+/// Every address classified by runs: between two consecutive prefix edges
+/// (a prefix's first address, or the one after its last) the set of
+/// prefixes containing an address does not change, so neither does its
+/// classification. A binary search over the run starts (a few KiB for a
+/// thousand prefixes) finds it in a handful of cache lines, where the tries
+/// take a node per level, cold in the cache when a burst of flows ends.
+#[derive(Clone, Debug, Default)]
+struct Runs<A> {
+    /// First address of each run, ascending, the first one 0 (the runs
+    /// cover every address); neighbours never share a classification.
+    starts: Vec<A>,
+    /// Each run's classification.
+    classes: Vec<Classification>,
+}
+
+impl<A: Copy + Ord + Default> Runs<A> {
+    /// Runs from prefix `edges` (any order, duplicates allowed), each
+    /// classified by `classify` of its first address.
+    fn new(mut edges: Vec<A>, classify: impl Fn(A) -> Classification) -> Runs<A> {
+        edges.push(A::default());
+        edges.sort_unstable();
+        edges.dedup();
+        let mut runs = Runs::default();
+        for start in edges {
+            let c = classify(start);
+            if runs.classes.last() != Some(&c) {
+                runs.starts.push(start);
+                runs.classes.push(c);
+            }
+        }
+        runs
+    }
+
+    /// The classification of `a`; `None` when there are no runs.
+    fn get(&self, a: A) -> Option<Classification> {
+        // Runs starting at or before `a`: at least the first (0) when sealed.
+        let n = self.starts.partition_point(|&s| s <= a);
+        self.classes.get(n.checked_sub(1)?).copied()
+    }
 }
 
 impl Classifier {
@@ -83,6 +128,8 @@ impl Classifier {
             internet,
             undeclared,
             local,
+            runs_v4: Runs::default(),
+            runs_v6: Runs::default(),
         }
     }
 
@@ -90,6 +137,8 @@ impl Classifier {
     /// replaces the earlier one; the loader inserts zone CIDRs before group
     /// hosts so a group host equal to its zone's CIDR wins.
     pub(crate) fn insert(&mut self, net: IpNet, owner: Owner) {
+        self.runs_v4 = Runs::default();
+        self.runs_v6 = Runs::default();
         match net {
             IpNet::V4(n) => {
                 self.v4.insert(n, owner);
@@ -100,8 +149,45 @@ impl Classifier {
         }
     }
 
+    /// Builds the address runs from the prefixes inserted so far; classify
+    /// then uses them (until the next insert).
+    pub(crate) fn seal(&mut self) {
+        let edges_v4 = self
+            .v4
+            .iter()
+            .map(|(n, _)| n)
+            .chain(self.builtin_v4.iter().map(|(n, _)| n))
+            .flat_map(|n| {
+                let end = u32::from(n.broadcast()).checked_add(1);
+                std::iter::once(u32::from(n.network())).chain(end)
+            })
+            .collect();
+        let edges_v6 = self
+            .v6
+            .iter()
+            .map(|(n, _)| n)
+            .chain(self.builtin_v6.iter().map(|(n, _)| n))
+            .flat_map(|n| {
+                let end = u128::from(n.broadcast()).checked_add(1);
+                std::iter::once(u128::from(n.network())).chain(end)
+            })
+            .collect();
+        self.runs_v4 = Runs::new(edges_v4, |a| self.lookup(IpAddr::V4(Ipv4Addr::from(a))));
+        self.runs_v6 = Runs::new(edges_v6, |a| self.lookup(IpAddr::V6(Ipv6Addr::from(a))));
+    }
+
     pub(crate) fn classify(&self, ip: IpAddr) -> Classification {
         let ip = ip.to_canonical();
+        let sealed = match ip {
+            IpAddr::V4(a) => self.runs_v4.get(u32::from(a)),
+            IpAddr::V6(a) => self.runs_v6.get(u128::from(a)),
+        };
+        sealed.unwrap_or_else(|| self.lookup(ip))
+    }
+
+    /// [`Classifier::classify`] by the tries: longest declared prefix, then
+    /// the built-in ranges, then `internet`. `ip` is canonical.
+    fn lookup(&self, ip: IpAddr) -> Classification {
         let declared = match ip {
             IpAddr::V4(a) => self
                 .v4
@@ -160,6 +246,7 @@ mod tests {
     use ipnet::IpNet;
     use proptest::prelude::*;
 
+    use super::{LOCAL_V4, LOCAL_V6, PRIVATE_V4, PRIVATE_V6};
     use crate::{AddressClass, Policy};
 
     /// The built-in class of an unmatched address, from std's predicates
@@ -288,11 +375,37 @@ mod tests {
             .map(|(n, v)| (*n, *v))
     }
 
+    /// The addresses where a run of the sealed classifier may start or
+    /// end: each prefix's first and last address and their neighbours.
+    fn edges(net: IpNet) -> Vec<IpAddr> {
+        match net {
+            IpNet::V4(n) => {
+                let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
+                [a.checked_sub(1), Some(a), Some(b), b.checked_add(1)]
+                    .into_iter()
+                    .flatten()
+                    .map(|x| IpAddr::V4(Ipv4Addr::from(x)))
+                    .collect()
+            }
+            IpNet::V6(n) => {
+                let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
+                [a.checked_sub(1), Some(a), Some(b), b.checked_add(1)]
+                    .into_iter()
+                    .flatten()
+                    .map(|x| IpAddr::V6(Ipv6Addr::from(x)))
+                    .collect()
+            }
+        }
+    }
+
+    /// `ips` and the edges of every declared prefix classify as the linear
+    /// scan of `layout` says.
     fn check(layout: &Layout, zones: usize, ips: &[IpAddr]) -> Result<(), TestCaseError> {
         let text = zones_file(layout, zones);
         let p = Policy::parse(&text, "gen.toml")
             .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
-        for &ip in ips {
+        let edges = layout.keys().flat_map(|&n| edges(n));
+        for ip in ips.iter().copied().chain(edges) {
             let c = p.classify(ip);
             match linear(layout, ip) {
                 Some((net, (z, g))) => {
@@ -366,6 +479,14 @@ mod tests {
     #[test]
     fn builtin_edges() {
         let p = Policy::parse("", "empty.toml").unwrap();
+        let builtin = PRIVATE_V4
+            .iter()
+            .chain(&LOCAL_V4)
+            .map(|&n| IpNet::V4(n))
+            .chain(PRIVATE_V6.iter().chain(&LOCAL_V6).map(|&n| IpNet::V6(n)));
+        for ip in builtin.flat_map(edges) {
+            assert_eq!(p.classify(ip).class, builtin_class(ip), "{ip}");
+        }
         for (ip, class) in [
             ("100.63.255.255", AddressClass::Internet),
             ("100.64.0.0", AddressClass::Undeclared),

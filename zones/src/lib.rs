@@ -68,6 +68,7 @@ mod error;
 mod policy;
 mod service;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -75,7 +76,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use error::{Diagnostic, Error};
-pub use policy::Policy;
+pub use policy::{DecisionCache, Policy};
 pub use service::Service;
 
 /// The finding kinds (DESIGN.md "Findings") a `[[suppress]]` `kind` may name.
@@ -386,9 +387,10 @@ impl Decision {
     }
 }
 
-/// The result of [`Policy::evaluate`].
+/// The result of [`Policy::evaluate`]; the rule text is borrowed from the
+/// policy when it is one of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Verdict<'p> {
     /// The initiator's classification.
     pub src: Classification,
     /// The responder's classification.
@@ -398,7 +400,7 @@ pub struct Verdict {
     /// What decided, for humans: `allow app -> postgres tcp/5432 (zones.toml:31)`,
     /// `deny any -> db tcp/22 (zones.toml:40)`, `default: no allow from internet to db`,
     /// `intra-zone: app`, `local address: no rule names local`.
-    pub rule: String,
+    pub rule: Cow<'p, str>,
     /// Line of the deciding allow/deny rule in the zones file.
     pub rule_line: Option<u32>,
 }

@@ -1,9 +1,12 @@
 //! The running [`Policy`]: classification, rule evaluation, explanation and
 //! suppression lookup. Built only by the loader in `config.rs`.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::classify::Classifier;
 use crate::{
@@ -111,20 +114,63 @@ pub struct Policy {
     internet: ZoneId,
     undeclared: ZoneId,
     local: ZoneId,
+    /// Tells policies apart for [`DecisionCache`] (a clone keeps it: its
+    /// decisions are the same).
+    id: u64,
 }
 
 const LOCAL_TEXT: &str = "local address: no rule names local";
+
+/// Ids of [`Policy`]; 0 is none.
+static POLICY_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Decisions taken so far, for a caller judging many flows by one policy
+/// ([`Policy::evaluate_cached`]). A decision depends only on both sides'
+/// zones and groups and on the service, which few flows differ in, while
+/// finding it walks the rules that can apply to the source zone. Used with
+/// another policy, the cache starts over; it holds at most
+/// [`DecisionCache::MAX`] decisions (then it starts over too).
+#[derive(Debug, Default)]
+pub struct DecisionCache {
+    /// The [`Policy`] id the decisions are of.
+    policy: u64,
+    decided: HashMap<DecisionKey, Decided, foldhash::fast::RandomState>,
+}
+
+impl DecisionCache {
+    /// Decisions kept at most (a few hundred KiB).
+    pub const MAX: usize = 8192;
+}
+
+/// What a decision depends on, packed in one number (hashed in one step):
+/// both sides' zone (16 bits) and group (17: none or id + 1), the protocol
+/// and the port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct DecisionKey(u128);
+
+impl DecisionKey {
+    fn new(src: &Classification, dst: &Classification, q: &PathQuery) -> DecisionKey {
+        let side = |c: &Classification| {
+            let group = c.group.map_or(0, |g| u64::from(g.0) + 1);
+            u128::from(u64::from(c.zone.0) << 17 | group)
+        };
+        DecisionKey(
+            side(src) << 57 | side(dst) << 24 | u128::from(q.proto) << 16 | u128::from(q.dport),
+        )
+    }
+}
 
 impl Policy {
     pub(crate) fn new(
         zones: Vec<Zone>,
         groups: Vec<Group>,
-        classifier: Classifier,
+        mut classifier: Classifier,
         rules: Vec<Rule>,
         suppressions: Vec<Suppression>,
         suppression_ends: Vec<(Endpoint, Endpoint)>,
         [internet, undeclared, local]: [ZoneId; 3],
     ) -> Policy {
+        classifier.seal();
         let mut deny_by_src = vec![Vec::new(); zones.len()];
         let mut allow_by_src = vec![Vec::new(); zones.len()];
         let (mut local_from, mut local_to) = (false, false);
@@ -167,6 +213,7 @@ impl Policy {
             internet,
             undeclared,
             local,
+            id: POLICY_IDS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -259,31 +306,68 @@ impl Policy {
     /// judged like any other zone only when some allow or deny rule names
     /// `local` on that side (`from = "local"` for sources, `to = "local"` for
     /// destinations).
-    pub fn evaluate(&self, q: &PathQuery) -> Verdict {
+    pub fn evaluate(&self, q: &PathQuery) -> Verdict<'_> {
         let src = self.classify(q.src);
         let dst = self.classify(q.dst);
-        let (decision, rule, rule_line) = match self.decide(&src, &dst, q) {
+        let decided = self.decide(&src, &dst, q);
+        self.verdict(src, dst, decided)
+    }
+
+    /// [`Policy::evaluate`], taking decisions from `cache` when they were
+    /// taken before (and keeping new ones there).
+    pub fn evaluate_cached(&self, q: &PathQuery, cache: &mut DecisionCache) -> Verdict<'_> {
+        let src = self.classify(q.src);
+        let dst = self.classify(q.dst);
+        if cache.policy != self.id {
+            cache.decided.clear();
+            cache.policy = self.id;
+        }
+        let key = DecisionKey::new(&src, &dst, q);
+        let decided = match cache.decided.get(&key) {
+            Some(&d) => d,
+            None => {
+                let d = self.decide(&src, &dst, q);
+                if cache.decided.len() >= DecisionCache::MAX {
+                    cache.decided.clear();
+                }
+                cache.decided.insert(key, d);
+                d
+            }
+        };
+        self.verdict(src, dst, decided)
+    }
+
+    fn verdict(&self, src: Classification, dst: Classification, decided: Decided) -> Verdict<'_> {
+        let (decision, rule, rule_line) = match decided {
             Decided::Deny(i, k) => {
                 let r = &self.rules[i];
                 (
                     Decision::Denied {
                         severity: r.severity,
                     },
-                    r.texts[k].clone(),
+                    Cow::Borrowed(r.texts[k].as_str()),
                     Some(r.line),
                 )
             }
-            Decided::Local(_) => (Decision::Local, LOCAL_TEXT.to_owned(), None),
+            Decided::Local(_) => (Decision::Local, Cow::Borrowed(LOCAL_TEXT), None),
             Decided::Intra => (
                 Decision::Intra,
-                self.intra_text[src.zone.index()].clone(),
+                Cow::Borrowed(self.intra_text[src.zone.index()].as_str()),
                 None,
             ),
             Decided::Allow(i, k) => {
                 let r = &self.rules[i];
-                (Decision::Allowed, r.texts[k].clone(), Some(r.line))
+                (
+                    Decision::Allowed,
+                    Cow::Borrowed(r.texts[k].as_str()),
+                    Some(r.line),
+                )
             }
-            Decided::Default => (Decision::NotAllowed, self.default_text(&src, &dst), None),
+            Decided::Default => (
+                Decision::NotAllowed,
+                Cow::Owned(self.default_text(&src, &dst)),
+                None,
+            ),
         };
         Verdict {
             src,
@@ -470,6 +554,7 @@ impl Policy {
 }
 
 /// What decided, with rule and service indexes.
+#[derive(Clone, Copy, Debug)]
 enum Decided {
     Deny(usize, usize),
     /// `true` when the source side is local.
@@ -581,8 +666,90 @@ owner = "secops"
         u32::try_from(i + 1).unwrap()
     }
 
-    fn eval(p: &Policy, src: &str, dst: &str, svc: &str) -> Verdict {
+    fn eval<'p>(p: &'p Policy, src: &str, dst: &str, svc: &str) -> Verdict<'p> {
         p.evaluate(&PathQuery::parse(src, dst, svc).unwrap())
+    }
+
+    /// Queries over every zone, group, implicit zone and service of
+    /// [`POLICY`], and `extra` other ports.
+    fn queries(extra: u16) -> Vec<PathQuery> {
+        let addrs = [
+            "10.1.0.5",
+            "2001:db8:a::9",
+            "10.2.0.7",
+            "10.2.0.10",
+            "10.2.0.11",
+            "fd00:2::1",
+            "10.3.0.1",
+            "10.3.0.2",
+            "10.9.0.4",
+            "198.51.100.7",
+            "192.168.1.1",
+            "127.0.0.1",
+            "::1",
+            "fe80::1",
+        ];
+        let services = [
+            "tcp/5432", "tcp/22", "tcp/8050", "tcp/8080", "tcp/8200", "tcp/443", "icmp/8",
+            "udp/53", "proto/47", "tcp/9100",
+        ];
+        let mut out = Vec::new();
+        for src in addrs {
+            for dst in addrs {
+                for svc in services {
+                    out.push(PathQuery::parse(src, dst, svc).unwrap());
+                }
+                for port in 0..extra {
+                    out.push(PathQuery::parse(src, dst, &format!("udp/{port}")).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn cached_decisions_are_the_policys_own() {
+        let p = policy();
+        let mut cache = DecisionCache::default();
+        let qs = queries(0);
+        // Twice: taken, then from the cache.
+        for _ in 0..2 {
+            for q in &qs {
+                assert_eq!(p.evaluate_cached(q, &mut cache), p.evaluate(q), "{q:?}");
+            }
+        }
+        // Another policy, where tcp/22 into db is allowed and nothing is
+        // denied: the same cache gives its decisions, not the first one's.
+        let allow_all = POLICY
+            .lines()
+            .filter(|l| !l.starts_with("severity"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("[[deny]]", "[[allow]]");
+        let other = Policy::parse(&allow_all, "other.toml").unwrap();
+        let q = PathQuery::parse("10.1.0.5", "10.2.0.7", "tcp/22").unwrap();
+        assert!(matches!(
+            p.evaluate_cached(&q, &mut cache).decision,
+            Decision::Denied { .. }
+        ));
+        assert_eq!(
+            other.evaluate_cached(&q, &mut cache).decision,
+            Decision::Allowed
+        );
+        for q in &qs {
+            assert_eq!(
+                other.evaluate_cached(q, &mut cache),
+                other.evaluate(q),
+                "{q:?}"
+            );
+        }
+        // More decisions than the cache keeps: it starts over, still right.
+        let many = queries(50);
+        assert!(many.len() > DecisionCache::MAX);
+        for q in &many {
+            assert_eq!(p.evaluate_cached(q, &mut cache), p.evaluate(q), "{q:?}");
+        }
+        assert!(cache.decided.len() <= DecisionCache::MAX);
     }
 
     fn zone_name(p: &Policy, c: &Classification) -> String {
@@ -954,7 +1121,7 @@ services = ["udp/5353"]
         assert!(PathQuery::parse("10.0.0.300", "10.0.0.2", "tcp/1").is_err());
     }
 
-    /// Rough timing of `evaluate` with 1,000 CIDRs and 200 rules:
+    /// Rough timing of `evaluate` and `evaluate_cached` with 1,000 CIDRs and 200 rules:
     /// `cargo test --release -p zonewatch-zones -- --ignored --nocapture evaluate_speed`.
     #[test]
     #[ignore = "timing, run by hand in release mode"]
@@ -995,5 +1162,16 @@ services = ["udp/5353"]
         }
         let per = start.elapsed() / 200_000;
         println!("evaluate: {per:?} per call ({n})");
+        let mut cache = DecisionCache::default();
+        let start = std::time::Instant::now();
+        let mut m = 0usize;
+        for _ in 0..200 {
+            for q in &queries {
+                m += p.evaluate_cached(q, &mut cache).rule.len();
+            }
+        }
+        let per = start.elapsed() / 200_000;
+        assert_eq!(m, n);
+        println!("evaluate_cached: {per:?} per call ({m})");
     }
 }
