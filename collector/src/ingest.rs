@@ -441,7 +441,7 @@ pub fn read_capture_pipelined(
             let mut done = 0;
             for (at, other) in &batch.others {
                 if let Some(run) = batch.keyed.get(done..*at) {
-                    table.ingest_keyed(source.table, run, &mut out);
+                    ingest_run(table, source.table, run, &mut out, on_flows);
                 }
                 done = *at;
                 match other {
@@ -455,7 +455,7 @@ pub fn read_capture_pipelined(
                 }
             }
             if let Some(run) = batch.keyed.get(done..) {
-                table.ingest_keyed(source.table, run, &mut out);
+                ingest_run(table, source.table, run, &mut out, on_flows);
             }
             if !out.is_empty() {
                 on_flows(&mut out);
@@ -471,6 +471,26 @@ pub fn read_capture_pipelined(
     });
     stats.merge(local);
     result
+}
+
+/// Counts keyed packets into `table`, handing the ended flows to `on_flows`
+/// whenever [`FlowTable::ingest_keyed`] stops for them (the rest are left in
+/// `out`).
+fn ingest_run(
+    table: &mut FlowTable,
+    source: SourceId,
+    mut run: &[Keyed],
+    out: &mut Vec<FlowRecord>,
+    on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>),
+) {
+    loop {
+        let counted = table.ingest_keyed(source, run, out);
+        run = run.get(counted..).unwrap_or_default();
+        if run.is_empty() {
+            return;
+        }
+        on_flows(out);
+    }
 }
 
 impl ReadStats {

@@ -174,6 +174,8 @@ struct FragEntry {
 const MAX_FRAGMENT_ENTRIES: usize = 65_536;
 /// Flows ended per sweep step, so one sweep never builds a huge batch of records.
 const SWEEP_BUDGET: usize = 4096;
+/// Records after which [`FlowTable::ingest_keyed`] returns them.
+pub const OUT_BATCH: usize = SWEEP_BUDGET;
 const FRAGMENT_TIMEOUT_SECS: u64 = 30;
 
 /// What [`FlowTable::ingest`] did with a packet.
@@ -512,7 +514,18 @@ impl FlowTable {
     /// [`FlowTable::ingest`] on each in turn would (same flows, same records
     /// in the same order), faster: each packet's index slot and flow are
     /// prefetched a few packets ahead. [`FlowTable::current`] is not kept.
-    pub fn ingest_keyed(&mut self, source: SourceId, packets: &[Keyed], out: &mut Vec<FlowRecord>) {
+    ///
+    /// Returns how many packets it counted: all of them, unless `out` came
+    /// to hold [`OUT_BATCH`] records or more, after which it stops at the
+    /// end of that packet. The caller hands the records on and calls again
+    /// with the rest, so that a sweep ending tens of thousands of flows at
+    /// once is handed on in pieces that stay in the cache.
+    pub fn ingest_keyed(
+        &mut self,
+        source: SourceId,
+        packets: &[Keyed],
+        out: &mut Vec<FlowRecord>,
+    ) -> usize {
         /// Packets between an entry's prefetch and its use (and again between
         /// the index slot's prefetch and the entry's).
         const AHEAD: usize = 6;
@@ -525,7 +538,11 @@ impl FlowTable {
                 self.flows.prefetch_entry(p.hash);
             }
             self.count::<false>(source, k, None, out);
+            if out.len() >= OUT_BATCH {
+                return i + 1;
+            }
         }
+        packets.len()
     }
 
     /// Counts one keyed packet; `pkt` is the whole packet when its key needed
@@ -1232,6 +1249,53 @@ mod tests {
             assert!(c.len() <= FLUSH_CHUNK + ties, "chunk of {}", c.len());
         }
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn keyed_ingest_stops_to_hand_on_a_burst_of_ended_flows() {
+        // 3 * OUT_BATCH + 10 UDP flows, idle for over a minute when the
+        // next packets come: the sweep ends them all, OUT_BATCH per packet.
+        let n = 3 * OUT_BATCH + 10;
+        let mut packets: Vec<(i64, PacketInfo)> = (0..n)
+            .map(|i| (0, udp(C, u16::try_from(1024 + i).unwrap(), S, 53, 40)))
+            .collect();
+        packets.extend((0..8).map(|i| (100 + i, udp(C, 7, S, 53, 40))));
+
+        let mut t = FlowTable::new(TableConfig::default());
+        let src = t.add_source("test.pcap");
+        let keyer = t.keyer(src);
+        let keyed: Vec<Keyed> = packets
+            .iter()
+            .map(|(secs, p)| keyer.key(at(*secs), p).unwrap())
+            .collect();
+        let mut rest = &keyed[..];
+        let (mut handed, mut calls) = (Vec::new(), 0);
+        while !rest.is_empty() {
+            let mut out = Vec::new();
+            let counted = t.ingest_keyed(src, rest, &mut out);
+            calls += 1;
+            assert!(counted >= 1 && counted <= rest.len());
+            if counted < rest.len() {
+                // Stopped for the records: at least a batch, at most one sweep step more.
+                assert!(
+                    (OUT_BATCH..OUT_BATCH + SWEEP_BUDGET).contains(&out.len()),
+                    "{}",
+                    out.len()
+                );
+            } else {
+                assert!(out.len() < OUT_BATCH);
+            }
+            handed.append(&mut out);
+            rest = &rest[counted..];
+        }
+        assert!(calls >= 4, "{calls} calls");
+        t.flush(&mut handed);
+
+        // The same records in the same order as packet by packet.
+        let (want, _) = run(&packets);
+        let ids = |v: &[FlowRecord]| v.iter().map(|r| (r.id, r.packets)).collect::<Vec<_>>();
+        assert_eq!(handed.len(), n + 1);
+        assert_eq!(ids(&handed), ids(&want));
     }
 
     #[test]
