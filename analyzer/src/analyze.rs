@@ -382,7 +382,11 @@ fn id_text(policy: &Policy, key: &AggKey) -> String {
 
 /// A finding as its aggregate stands: bounded initiators, exact counts.
 fn snapshot(key: &AggKey, agg: &Agg, max_init: usize) -> Finding {
-    let mut f = agg.finding.clone();
+    completed(key, agg.finding.clone(), agg, max_init)
+}
+
+/// `f`, the finding of `agg` (or a copy of it), with what `agg` counted.
+fn completed(key: &AggKey, mut f: Finding, agg: &Agg, max_init: usize) -> Finding {
     let mut inits: Vec<(IpAddr, u64)> = agg.initiator_bytes.iter().map(|(a, b)| (*a, *b)).collect();
     inits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     f.initiator_count = inits.len();
@@ -793,8 +797,15 @@ impl Analyzer {
         let max_init = self.config.max_initiators;
         let mut findings = Vec::new();
         let mut suppressed = Vec::new();
-        for (key, agg) in &self.aggs {
-            let f = snapshot(key, agg, max_init);
+        for (key, mut agg) in self.aggs {
+            // The sample flows are moved, not copied: the aggregate is
+            // dropped next.
+            let evidence = std::mem::take(&mut agg.finding.evidence);
+            let finding = Finding {
+                evidence,
+                ..agg.finding.clone()
+            };
+            let f = completed(&key, finding, &agg, max_init);
             if f.suppressed.is_some() {
                 suppressed.push(f);
             } else {
