@@ -332,8 +332,10 @@ impl Batch {
 }
 
 const BATCH: usize = 1024;
-/// Batches in flight between the threads (bounds the pipeline's memory).
-const BATCHES: usize = 4;
+/// Batches in flight between the threads (bounds the pipeline's memory:
+/// ~80 KB each). Enough for the reader to go on through most of the table's
+/// work when a sweep ends thousands of flows at once, rather than wait.
+const BATCHES: usize = 48;
 
 /// [`read_capture`] on two threads: one reads and decodes, the caller's
 /// thread runs the tables. Same counters and results (the same flow records
