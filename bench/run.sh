@@ -22,14 +22,17 @@
 # drifts between the minutes in which each tool's own runs are made.
 #
 # CACHE sets how the page cache holds the capture, which moves every tool's
-# reading cost (the kernel's copy of a 1.2 GB file took 0.10-0.13 s from one
-# state and 0.16-0.20 s from the other on the test machine):
+# reading cost. On the test machine, reading the whole 1.2 GB file with
+# 128 KiB preads took 0.09-0.10 s after it was read from disk, 0.10-0.15 s
+# right after the generator wrote it, and 0.20-0.36 s as it was cached after
+# 11 hours on the machine (cause unknown; touching a mapping of it cost
+# 0.12-0.15 s of page faults, against 0.02 s after a read from disk):
 #   CACHE=disk     (default) its cached pages are dropped and it is read back
 #                  once, so it is cached as any capture read from disk is:
 #                  by readahead, in large folios (2 MiB on Linux 6.18/ext4);
 #   CACHE=written  it is generated anew for the run and left as the
-#                  generator's writes cached it, in small folios (a capture
-#                  analysed right after it was written).
+#                  generator's writes cached it (a capture analysed right
+#                  after it was written).
 # The report says which, with the kernel's FileHugePages before and after.
 #
 # Environment: FLOWS, PACKETS, SEED, RUNS (default 3), PAIRED_RUNS, CACHE,
