@@ -78,6 +78,14 @@ struct Runs<A> {
     classes: Vec<Classification>,
 }
 
+/// Where runs may start: each prefix's first address, and the address
+/// after its last (`next`; none after the last address of all).
+fn edges<A: Copy>(prefixes: impl Iterator<Item = (A, A)>, next: fn(A) -> Option<A>) -> Vec<A> {
+    prefixes
+        .flat_map(|(first, last)| std::iter::once(first).chain(next(last)))
+        .collect()
+}
+
 impl<A: Copy + Ord + Default> Runs<A> {
     /// Runs from prefix `edges` (any order, duplicates allowed), each
     /// classified by `classify` of its first address.
@@ -152,26 +160,18 @@ impl Classifier {
     /// Builds the address runs from the prefixes inserted so far; classify
     /// then uses them (until the next insert).
     pub(crate) fn seal(&mut self) {
-        let edges_v4 = self
-            .v4
-            .iter()
-            .map(|(n, _)| n)
-            .chain(self.builtin_v4.iter().map(|(n, _)| n))
-            .flat_map(|n| {
-                let end = u32::from(n.broadcast()).checked_add(1);
-                std::iter::once(u32::from(n.network())).chain(end)
-            })
-            .collect();
-        let edges_v6 = self
-            .v6
-            .iter()
-            .map(|(n, _)| n)
-            .chain(self.builtin_v6.iter().map(|(n, _)| n))
-            .flat_map(|n| {
-                let end = u128::from(n.broadcast()).checked_add(1);
-                std::iter::once(u128::from(n.network())).chain(end)
-            })
-            .collect();
+        let v4 = self.v4.iter().map(|(n, _)| n);
+        let v4 = v4.chain(self.builtin_v4.iter().map(|(n, _)| n));
+        let edges_v4 = edges(
+            v4.map(|n| (u32::from(n.network()), u32::from(n.broadcast()))),
+            |a| a.checked_add(1),
+        );
+        let v6 = self.v6.iter().map(|(n, _)| n);
+        let v6 = v6.chain(self.builtin_v6.iter().map(|(n, _)| n));
+        let edges_v6 = edges(
+            v6.map(|n| (u128::from(n.network()), u128::from(n.broadcast()))),
+            |a| a.checked_add(1),
+        );
         self.runs_v4 = Runs::new(edges_v4, |a| self.lookup(IpAddr::V4(Ipv4Addr::from(a))));
         self.runs_v6 = Runs::new(edges_v6, |a| self.lookup(IpAddr::V6(Ipv6Addr::from(a))));
     }
@@ -378,23 +378,22 @@ mod tests {
     /// The addresses where a run of the sealed classifier may start or
     /// end: each prefix's first and last address and their neighbours.
     fn edges(net: IpNet) -> Vec<IpAddr> {
-        match net {
-            IpNet::V4(n) => {
-                let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
-                [a.checked_sub(1), Some(a), Some(b), b.checked_add(1)]
-                    .into_iter()
-                    .flatten()
-                    .map(|x| IpAddr::V4(Ipv4Addr::from(x)))
-                    .collect()
-            }
-            IpNet::V6(n) => {
-                let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
-                [a.checked_sub(1), Some(a), Some(b), b.checked_add(1)]
-                    .into_iter()
-                    .flatten()
-                    .map(|x| IpAddr::V6(Ipv6Addr::from(x)))
-                    .collect()
-            }
+        let (first, last) = (net.network(), net.broadcast());
+        [step(first, -1), Some(first), Some(last), step(last, 1)]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The address `by` (±1) after `ip`, if any.
+    fn step(ip: IpAddr, by: i8) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(a) => u32::from(a)
+                .checked_add_signed(by.into())
+                .map(|x| IpAddr::V4(x.into())),
+            IpAddr::V6(a) => u128::from(a)
+                .checked_add_signed(by.into())
+                .map(|x| IpAddr::V6(x.into())),
         }
     }
 
