@@ -477,7 +477,8 @@ pub fn read_capture_pipelined(
 
 /// Counts keyed packets into `table`, handing the ended flows to `on_flows`
 /// whenever [`FlowTable::ingest_keyed`] stops for them (the rest are left in
-/// `out`).
+/// `out`). `on_flows` drains the vector, as everywhere in this module: what
+/// it left would be handed on again.
 fn ingest_run(
     table: &mut FlowTable,
     source: SourceId,
@@ -492,6 +493,7 @@ fn ingest_run(
             return;
         }
         on_flows(out);
+        debug_assert!(out.is_empty(), "on_flows drains the records");
     }
 }
 

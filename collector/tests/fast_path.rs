@@ -145,3 +145,68 @@ fn fragments_icmp_errors_and_exports_amid_traffic() {
     let flows = check(&path);
     assert!(flows > 100, "{flows} flows");
 }
+
+/// An Ethernet frame with an IPv4 UDP datagram of 12 zero bytes.
+fn udp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let check = !u16::try_from(sum).unwrap();
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    let mut frame = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00];
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&sport.to_be_bytes());
+    frame.extend_from_slice(&dport.to_be_bytes());
+    frame.extend_from_slice(&[0, 20, 0, 0]);
+    frame.extend_from_slice(&[0; 12]);
+    frame
+}
+
+#[test]
+fn bursts_of_ended_flows_larger_than_a_hand_over() {
+    // Three rounds of 13,522 UDP flows, each followed by 200 s of silence,
+    // so that a sweep ends more flows at once than the table hands on in
+    // one piece; also with a table small enough to evict.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bursts.pcap");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = PcapWriter::new(std::io::BufWriter::new(file), 1, 65535).unwrap();
+    let mut ts = Timestamp::from_secs_nanos(1_700_000_000, 0);
+    let per_round: u16 = 3 * 4096 + 1234;
+    for round in 0..3u8 {
+        for i in 0..per_round {
+            let [hi, lo] = i.to_be_bytes();
+            let frame = udp_frame([10, round, hi, lo], 1000 + i % 50, [10, 9, 9, 9], 53);
+            w.write_packet(ts, 54, &frame).unwrap();
+            if i % 5000 == 0 {
+                ts = Timestamp(ts.0 + 1_000_000);
+            }
+        }
+        ts = Timestamp(ts.0 + 200_000_000_000);
+        for j in 0..20u16 {
+            let frame = udp_frame([192, 168, 0, round], 7000 + j, [10, 9, 9, 9], 53);
+            w.write_packet(ts, 54, &frame).unwrap();
+            ts = Timestamp(ts.0 + 1_000_000);
+        }
+    }
+    w.finish().unwrap();
+    let tight = TableConfig {
+        max_flows: 5000,
+        ..TableConfig::default()
+    };
+    for config in [TableConfig::default(), tight] {
+        let single = assert_paths_agree(&path, &config, "bursts").expect("capture");
+        assert!(
+            single.flows.len() >= 3 * usize::from(per_round),
+            "{} flows",
+            single.flows.len()
+        );
+    }
+}

@@ -475,6 +475,95 @@ mod tests {
         }
     }
 
+    /// A prefix anywhere in the address space, often at its ends.
+    fn any_v4() -> impl Strategy<Value = ipnet::Ipv4Net> {
+        let addr = prop_oneof![
+            any::<u32>(),
+            Just(0u32),
+            Just(u32::MAX),
+            (0u32..64).prop_map(|x| u32::MAX - x),
+            (0u32..0x1_0000).prop_map(|x| 0x7f00_0000 | x),
+        ];
+        (addr, 0u8..=32)
+            .prop_map(|(a, l)| ipnet::Ipv4Net::new(Ipv4Addr::from(a), l).unwrap().trunc())
+    }
+
+    fn any_v6() -> impl Strategy<Value = ipnet::Ipv6Net> {
+        let addr = prop_oneof![
+            any::<u128>(),
+            Just(0u128),
+            Just(u128::MAX),
+            (0u128..64).prop_map(|x| u128::MAX - x),
+            any::<u32>().prop_map(|x| 0xffff_0000_0000u128 | u128::from(x)),
+            any::<u64>().prop_map(|x| (0xfe80u128 << 112) | u128::from(x)),
+        ];
+        (addr, 0u8..=128)
+            .prop_map(|(a, l)| ipnet::Ipv6Net::new(Ipv6Addr::from(a), l).unwrap().trunc())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Sealed (runs) and unsealed (tries) classifiers agree at every
+        /// prefix edge, over the whole address space, before and after a
+        /// later insert and a second seal; and the runs are well formed.
+        #[test]
+        fn sealed_runs_agree_with_the_tries(
+            v4 in proptest::collection::vec((any_v4(), 0u16..3, proptest::option::of(0u16..3)), 0..20),
+            v6 in proptest::collection::vec((any_v6(), 0u16..3, proptest::option::of(0u16..3)), 0..20),
+            late in (any_v4(), any_v6()),
+        ) {
+            let owner = |z: u16, g: Option<u16>| super::Owner {
+                zone: crate::ZoneId(z),
+                group: g.map(crate::GroupId),
+            };
+            let mut c = super::Classifier::new(crate::ZoneId(100), crate::ZoneId(101), crate::ZoneId(102));
+            let mut nets: Vec<IpNet> = Vec::new();
+            for (n, z, g) in &v4 {
+                c.insert(IpNet::V4(*n), owner(*z, *g));
+                nets.push(IpNet::V4(*n));
+            }
+            for (n, z, g) in &v6 {
+                c.insert(IpNet::V6(*n), owner(*z, *g));
+                nets.push(IpNet::V6(*n));
+            }
+            let builtin = PRIVATE_V4.iter().chain(&LOCAL_V4).map(|&n| IpNet::V4(n))
+                .chain(PRIVATE_V6.iter().chain(&LOCAL_V6).map(|&n| IpNet::V6(n)));
+            nets.extend(builtin);
+            let mut tries = c.clone();
+            for round in 0..3 {
+                if round == 1 {
+                    // Inserted after sealing: the runs are dropped until the next seal.
+                    for n in [IpNet::V4(late.0), IpNet::V6(late.1)] {
+                        c.insert(n, owner(7, Some(7)));
+                        tries.insert(n, owner(7, Some(7)));
+                        nets.push(n);
+                    }
+                } else {
+                    c.seal();
+                    for starts in [c.runs_v4.starts.len(), c.runs_v6.starts.len()] {
+                        prop_assert!(starts >= 1);
+                    }
+                    prop_assert_eq!(c.runs_v4.starts.first(), Some(&0));
+                    prop_assert_eq!(c.runs_v6.starts.first(), Some(&0));
+                    prop_assert!(c.runs_v4.starts.windows(2).all(|w| w[0] < w[1]));
+                    prop_assert!(c.runs_v6.starts.windows(2).all(|w| w[0] < w[1]));
+                    prop_assert!(c.runs_v4.classes.windows(2).all(|w| w[0] != w[1]));
+                    prop_assert!(c.runs_v6.classes.windows(2).all(|w| w[0] != w[1]));
+                }
+                let ends = ["0.0.0.0", "255.255.255.255", "::", "::ffff:255.255.255.255"]
+                    .map(|a| a.parse::<IpAddr>().unwrap());
+                for ip in nets.iter().flat_map(|&n| edges(n)).chain(ends) {
+                    prop_assert_eq!(c.classify(ip), tries.classify(ip), "{}", ip);
+                    if let IpAddr::V4(a) = ip {
+                        let mapped = IpAddr::V6(a.to_ipv6_mapped());
+                        prop_assert_eq!(c.classify(mapped), tries.classify(ip), "{}", mapped);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn builtin_edges() {
         let p = Policy::parse("", "empty.toml").unwrap();

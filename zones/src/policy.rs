@@ -378,6 +378,9 @@ impl Policy {
         }
     }
 
+    /// Reads only the zone and group of each side and the service: that is
+    /// what [`DecisionKey`] keys cached decisions by, so a rule reading
+    /// anything else must extend the key.
     fn decide(&self, src: &Classification, dst: &Classification, q: &PathQuery) -> Decided {
         let mut deny: Option<(usize, usize)> = None;
         for &i in self.deny_by_src[src.zone.index()].iter() {
