@@ -202,6 +202,13 @@ impl PathTracker {
 
 struct Agg {
     finding: Finding,
+    counts: Counts,
+}
+
+/// What an aggregate counts beside its finding: the sets behind the
+/// finding's initiator, host and port figures.
+#[derive(Default)]
+struct Counts {
     initiator_bytes: HashMap<IpAddr, u64>,
     hosts: HashSet<IpAddr>,
     services: HashSet<(u8, u16)>,
@@ -244,9 +251,7 @@ impl Agg {
                 expired_suppression,
                 evidence: Vec::new(),
             },
-            initiator_bytes: HashMap::new(),
-            hosts: HashSet::new(),
-            services: HashSet::new(),
+            counts: Counts::default(),
         }
     }
 }
@@ -382,34 +387,38 @@ fn id_text(policy: &Policy, key: &AggKey) -> String {
 
 /// A finding as its aggregate stands: bounded initiators, exact counts.
 fn snapshot(key: &AggKey, agg: &Agg, max_init: usize) -> Finding {
-    completed(key, agg.finding.clone(), agg, max_init)
+    agg.counts.completed(key, agg.finding.clone(), max_init)
 }
 
-/// `f`, the finding of `agg` (or a copy of it), with what `agg` counted.
-fn completed(key: &AggKey, mut f: Finding, agg: &Agg, max_init: usize) -> Finding {
-    let mut inits: Vec<(IpAddr, u64)> = agg.initiator_bytes.iter().map(|(a, b)| (*a, *b)).collect();
-    inits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    f.initiator_count = inits.len();
-    f.initiators = inits.into_iter().take(max_init).map(|(a, _)| a).collect();
-    f.hosts = agg.hosts.len();
-    f.ports = agg.services.len();
-    match key {
-        AggKey::Undeclared { addr } => f.dst = Some(*addr),
-        _ => {
-            if agg.hosts.len() == 1 {
-                f.dst = agg.hosts.iter().next().copied();
-            }
-            if agg.services.len() == 1
-                && let Some(&(proto, dport)) = agg.services.iter().next()
-            {
-                f.proto = Some(zonewatch_collector::Proto(proto).to_string());
-                f.dport = Some(dport);
-                f.service = Some(service_name(proto, dport));
+impl Counts {
+    /// `f`, the finding these counts go with (or a copy of it), with their
+    /// figures filled in.
+    fn completed(&self, key: &AggKey, mut f: Finding, max_init: usize) -> Finding {
+        let mut inits: Vec<(IpAddr, u64)> =
+            self.initiator_bytes.iter().map(|(a, b)| (*a, *b)).collect();
+        inits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        f.initiator_count = inits.len();
+        f.initiators = inits.into_iter().take(max_init).map(|(a, _)| a).collect();
+        f.hosts = self.hosts.len();
+        f.ports = self.services.len();
+        match key {
+            AggKey::Undeclared { addr } => f.dst = Some(*addr),
+            _ => {
+                if self.hosts.len() == 1 {
+                    f.dst = self.hosts.iter().next().copied();
+                }
+                if self.services.len() == 1
+                    && let Some(&(proto, dport)) = self.services.iter().next()
+                {
+                    f.proto = Some(zonewatch_collector::Proto(proto).to_string());
+                    f.dport = Some(dport);
+                    f.service = Some(service_name(proto, dport));
+                }
             }
         }
+        f.evidence.sort_by_key(|a| a.first);
+        f
     }
-    f.evidence.sort_by_key(|a| a.first);
-    f
 }
 
 pub(crate) fn is_sensitive(policy: &Policy, z: ZoneId) -> bool {
@@ -626,9 +635,10 @@ impl Analyzer {
         f.confidence = f.confidence.max(confidence_of(flow));
         f.first = f.first.min(flow.first);
         f.last = f.last.max(flow.last);
-        *agg.initiator_bytes.entry(flow.src).or_insert(0) += flow.bytes + flow.rbytes;
-        agg.hosts.insert(flow.dst);
-        agg.services.insert((flow.proto.0, flow.dport));
+        let counts = &mut agg.counts;
+        *counts.initiator_bytes.entry(flow.src).or_insert(0) += flow.bytes + flow.rbytes;
+        counts.hosts.insert(flow.dst);
+        counts.services.insert((flow.proto.0, flow.dport));
         if !first_part {
             return false;
         }
@@ -754,14 +764,11 @@ impl Analyzer {
         let mut out: Vec<FindingDelta> = self
             .aggs
             .drain()
-            .map(|(key, agg)| {
-                let finding = snapshot(&key, &agg, max_init);
-                FindingDelta {
-                    finding,
-                    initiators: agg.initiator_bytes.into_iter().collect(),
-                    hosts: agg.hosts.into_iter().collect(),
-                    services: agg.services.into_iter().collect(),
-                }
+            .map(|(key, Agg { finding, counts })| FindingDelta {
+                finding: counts.completed(&key, finding, max_init),
+                initiators: counts.initiator_bytes.into_iter().collect(),
+                hosts: counts.hosts.into_iter().collect(),
+                services: counts.services.into_iter().collect(),
             })
             .collect();
         out.sort_by(|a, b| a.finding.id.cmp(&b.finding.id));
@@ -797,15 +804,8 @@ impl Analyzer {
         let max_init = self.config.max_initiators;
         let mut findings = Vec::new();
         let mut suppressed = Vec::new();
-        for (key, mut agg) in self.aggs {
-            // The sample flows are moved, not copied: the aggregate is
-            // dropped next.
-            let evidence = std::mem::take(&mut agg.finding.evidence);
-            let finding = Finding {
-                evidence,
-                ..agg.finding.clone()
-            };
-            let f = completed(&key, finding, &agg, max_init);
+        for (key, Agg { finding, counts }) in self.aggs {
+            let f = counts.completed(&key, finding, max_init);
             if f.suppressed.is_some() {
                 suppressed.push(f);
             } else {
