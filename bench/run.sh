@@ -151,6 +151,8 @@ measure() {
     fi
     rm -rf "$dir"
     mkdir -p "$dir"
+    # Its accepted exit codes, for the paired rounds too.
+    printf '%s\n' "$ok" >"$dir/ok"
     # One timed run: GNU time records max RSS, the exit code is kept aside
     # (zonewatch analyze exits 1 when it has findings), in the folder given
     # as argument (default: this row's).
@@ -233,8 +235,6 @@ for row in "zonewatch analyze" softflowd nfpcapd cat; do
         PAIRED_ROWS+=("$row")
     fi
 done
-# Accepted exit codes, as in the measure calls above.
-paired_ok() { [[ $1 == "zonewatch analyze" ]] && echo "0 1" || echo "0"; }
 if [[ ${PAIRED_ROWS[0]:-} == "zonewatch analyze" ]] && ((${#PAIRED_ROWS[@]} > 1 && PAIRED_RUNS > 0)); then
     log "== paired runs: ${PAIRED_ROWS[*]}, $PAIRED_RUNS rounds"
     n=${#PAIRED_ROWS[@]}
@@ -251,7 +251,7 @@ if [[ ${PAIRED_ROWS[0]:-} == "zonewatch analyze" ]] && ((${#PAIRED_ROWS[@]} > 1 
             bash "$RUNDIR/$slug/cmd.sh" "$dir"
             t1=$EPOCHREALTIME
             rc=$(tail -n 1 "$dir/rc")
-            if [[ " $(paired_ok "$row") " != *" $rc "* ]]; then
+            if [[ " $(cat "$RUNDIR/$slug/ok") " != *" $rc "* ]]; then
                 log "   paired round $round: $row failed (exit $rc); its time is left out"
                 NOTES+=("paired round $round: $row failed with exit code $rc")
                 continue
