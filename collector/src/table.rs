@@ -891,8 +891,8 @@ impl FlowTable {
     /// Ends every live flow, oldest first, handing them over in chunks so a
     /// large table is never held twice (once as flows, once as records).
     /// A large table's records are made on a second thread while
-    /// `on_flows` takes the previous chunk (ending 100,000 flows is the
-    /// serial end of reading a capture: the two halves overlap).
+    /// `on_flows` takes the previous chunk (ending the flows still live is
+    /// the serial end of reading a capture: the two halves overlap).
     pub fn flush_each(&mut self, on_flows: &mut dyn FnMut(&mut Vec<FlowRecord>)) {
         let all = self.flows.take_all();
         let (sources, vlans) = (&self.sources, &self.vlans);
